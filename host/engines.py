@@ -1,0 +1,64 @@
+"""Engine selection for `tickcore run`: one interface over every engine.
+
+An engine takes (configuration, mode, [(ts, frame)]) and returns a `RunResult`
+with the output records and the counters.  All engines must give
+byte-identical outputs and identical counters for the same inputs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tickcore.refmodel.venue import Venue, run_records
+
+ENGINES = ("auto", "reference", "software", "fpga", "sim")
+
+
+class EngineUnavailable(RuntimeError):
+    """The requested engine cannot run here; the message says why."""
+
+
+@dataclass
+class RunResult:
+    engine: str
+    outputs: list                      # [(ts, frame)]
+    counters: Counter
+    seconds: float                     # processing time, excluding file I/O
+    venue: object = None               # the reference Venue, when the engine has one
+    notes: list = field(default_factory=list)
+
+
+def run_reference(cfg, mode: str, records: list) -> RunResult:
+    venue = Venue(cfg, mode)
+    t0 = time.perf_counter()
+    outputs = list(run_records(cfg, records, venue=venue))
+    seconds = time.perf_counter() - t0
+    return RunResult("reference", outputs, venue.all_counters(), seconds, venue)
+
+
+def detect_board():
+    """Return a connected board's transport, or (None, why not)."""
+    return None, "no FPGA board driver is built yet (the gateware matching core is not built)"
+
+
+def resolve(name: str):
+    """(engine name, runner, notes) for a requested engine name."""
+    if name not in ENGINES:
+        raise EngineUnavailable(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
+    notes = []
+    if name in ("auto", "fpga"):
+        board, why = detect_board()
+        if board is None:
+            if name == "fpga":
+                raise EngineUnavailable(f"engine fpga: {why}")
+            notes.append(f"auto: {why}; using the software engine")
+            name = "software"
+    if name == "sim":
+        raise EngineUnavailable("engine sim: the simulated gateware is not built yet")
+    if name == "software":
+        notes.append("software: the fast engine is not built yet; running the reference "
+                     "model in its place")
+        return "reference", run_reference, notes
+    return "reference", run_reference, notes
