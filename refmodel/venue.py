@@ -1,8 +1,7 @@
 """The whole reference pipeline: frames in, frames out.
 
     frame -> eth/ipv4/udp parse and filter    (packet.parse_udp_frame)
-          -> session layer: MoldUDP64-shaped header, per-session sequence check
-          -> order-entry decode                 (ouch.decode_inbound)
+          -> session layer: sequence check, decode (session.SessionLayer)
           -> core: matching (risk gate, book) or packet loopback
           -> egress framing                     (egress.Egress)
 
@@ -14,11 +13,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from . import moldudp64, ouch
 from .egress import Egress
 from .loopback import LoopbackCore
 from .matcher import MatchingCore
 from .packet import parse_udp_frame
+from .session import SessionLayer
 
 MODES = ("match", "loopback")
 
@@ -31,8 +30,8 @@ class Venue:
         self.mode = mode
         self.core = MatchingCore(cfg) if mode == "match" else LoopbackCore(cfg)
         self.egress = Egress(cfg)
-        self.expected_seq = [1] * len(cfg.sessions)
         self.counters = Counter()
+        self.sessions = SessionLayer(cfg, self.counters)
 
     def all_counters(self) -> Counter:
         return self.counters + self.core.counters
@@ -57,46 +56,17 @@ class Venue:
             self.counters["frames_out"] += 1
         return frames
 
-    def _drop(self, reason: str) -> list[bytes]:
-        self.counters["drop_" + reason] += 1
-        return []
-
     def process(self, ts: int, frame: bytes) -> list[bytes]:
         """One inbound frame with its ingress timestamp (ns since the epoch)."""
         cfg = self.cfg
         self.counters["frames_in"] += 1
         reason, dgram = parse_udp_frame(frame, mac=cfg.mac, ip=cfg.ip, port=cfg.oe_port)
         if reason:
-            return self._drop(reason)
-        if len(dgram.payload) < moldudp64.HEADER.size:
-            return self._drop("session_truncated")
-        parsed = moldudp64.parse_packet(dgram.payload)
-        if parsed is None or parsed[0].count == moldudp64.COUNT_END_OF_SESSION:
-            return self._drop("session_malformed")
-        header, messages = parsed
-        session = cfg.session_by_name(header.session)
-        if session is None:
-            return self._drop("unknown_session")
-        if not messages:
-            self.counters["heartbeats"] += 1
+            self.counters["drop_" + reason] += 1
             return []
         out = []
-        for i, raw in enumerate(messages):
-            seq = header.sequence + i
-            expected = self.expected_seq[session.index]
-            if seq < expected:
-                self._drop("seq_duplicate")
-                continue
-            if seq > expected:
-                self._drop("seq_gap")
-                continue
-            self.expected_seq[session.index] = expected + 1
-            reason, msg = ouch.decode_inbound(raw)
-            if reason:
-                self._drop(reason)
-                continue
-            self.counters["messages_in"] += 1
-            self.core.handle(session.index, ts, msg)
+        for session, msg in self.sessions.accept(dgram.payload):
+            self.core.handle(session, ts, msg)
             out.extend(self._emit())
         return out
 
