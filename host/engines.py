@@ -62,3 +62,17 @@ def resolve(name: str):
                      "model in its place")
         return "reference", run_reference, notes
     return "reference", run_reference, notes
+
+
+def make_core(cfg, name: str = "reference"):
+    """A per-message matching core for the live venue.
+
+    Interface (that of refmodel.matcher.MatchingCore): open(ts), close(ts),
+    handle(session_index, ts, message_record), take() -> (oe, md) where oe is
+    [(session_index, OUCH record)] and md is [ITCH record], in emission order;
+    `counters` is a Counter.
+    """
+    from tickcore.refmodel.matcher import MatchingCore
+    if name in ("reference", "software"):
+        return MatchingCore(cfg)
+    raise EngineUnavailable(f"no per-message core for engine {name!r}")
