@@ -1,0 +1,79 @@
+"""OUCH 4.2 inbound decoder (Nasdaq OUCH 4.2 section 2; refmodel ouch.decode_inbound).
+
+Input `i`: sequence-accepted message blocks from `Session`.  Output `o`: typed
+messages, `layouts.inbound_msg`: the kind (`layouts.InboundKind`, one per
+refmodel `ouch.INBOUND` layout) and the fields in a `data.UnionLayout` of the
+structs built from those same layouts.  Drops, as refmodel: an empty block or
+one whose length is not its type's size is ``drop_bad_length``; a first byte
+that names no inbound message is ``drop_unknown_type``.  Each message passed on
+counts ``messages_in``.
+
+Latency: 1 cycle (one register stage).  Back-pressure: `i.ready` is high when
+the output register is empty or being taken; dropped blocks take one cycle.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layouts import (
+    INBOUND_LAYOUTS,
+    InboundKind,
+    counters_layout,
+    from_wire,
+    inbound_block,
+    inbound_msg,
+)
+
+COUNTERS = ("drop_unknown_type", "drop_bad_length", "messages_in")
+
+
+class OuchDecoder(wiring.Component):
+    def __init__(self, *, session_bits: int):
+        super().__init__({
+            "i": In(stream.Signature(inbound_block(session_bits))),
+            "o": Out(stream.Signature(inbound_msg(session_bits))),
+            "counters": Out(counters_layout(COUNTERS)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        blk = self.i.payload
+        cnt = self.counters
+        wire = Cat(*blk.data)
+        known = Signal()
+        size_ok = Signal()
+        kind = Signal(InboundKind)
+        for k, lay in enumerate(INBOUND_LAYOUTS):
+            with m.If(blk.data[0] == ord(lay.type_code)):
+                m.d.comb += [known.eq(1), kind.eq(k), size_ok.eq(blk.length == lay.size)]
+
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(blk.length == 0):
+                m.d.sync += cnt.drop_bad_length.eq(cnt.drop_bad_length + 1)
+            with m.Elif(~known):
+                m.d.sync += cnt.drop_unknown_type.eq(cnt.drop_unknown_type + 1)
+            with m.Elif(~size_ok):
+                m.d.sync += cnt.drop_bad_length.eq(cnt.drop_bad_length + 1)
+            with m.Else():
+                out = self.o.payload
+                m.d.sync += [
+                    cnt.messages_in.eq(cnt.messages_in + 1),
+                    self.o.valid.eq(1),
+                    out.kind.eq(kind),
+                    out.session.eq(blk.session),
+                    out.ts.eq(blk.ts),
+                    out.tag.eq(blk.tag),
+                    out.body.eq(0),
+                ]
+                with m.Switch(kind):
+                    for k, lay in enumerate(INBOUND_LAYOUTS):
+                        with m.Case(k):
+                            m.d.sync += out.body[lay.name].eq(
+                                from_wire(lay, wire[:8 * lay.size]))
+        return m
