@@ -1,0 +1,154 @@
+"""SoupBinTCP 3.0 (Nasdaq "SoupBinTCP Version 3.00"): the session layer of order entry on TCP.
+
+Section references are to that specification.  A logical packet (1.1) is a
+2-byte big-endian Packet Length (the bytes that follow it: type + payload), a
+1-byte Packet Type and the payload.  Packet types (2.2, 2.3):
+
+  client -> server   'L' Login Request, 'U' Unsequenced Data, 'R' Client Heartbeat,
+                     'O' Logout Request, '+' Debug
+  server -> client   'A' Login Accepted, 'J' Login Rejected, 'S' Sequenced Data,
+                     'H' Server Heartbeat, 'Z' End of Session, '+' Debug
+
+Numeric fields of the login packets are ASCII decimal in alpha fields: tickcore
+sends them right-justified (space padded on the left) and reads either
+justification.  `PacketReader` splits a byte stream into packets and turns
+protocol violations into one of `READ_ERRORS`; what the server does about each
+is in docs/serve.md ("Outcomes").  Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from tickcore.refmodel.layout import Layout
+
+LENGTH = struct.Struct("!H")
+
+LOGIN_REQUEST = Layout("LoginRequest", [
+    ("username", "a", 6), ("password", "a", 10), ("session", "a", 10), ("sequence", "a", 20),
+], type_code="L")
+LOGIN_ACCEPTED = Layout("LoginAccepted", [("session", "a", 10), ("sequence", "a", 20)],
+                        type_code="A")
+LOGIN_REJECTED = Layout("LoginRejected", [("reason", "c", 1)], type_code="J")
+
+# packet types
+LOGIN = b"L"
+UNSEQUENCED = b"U"
+CLIENT_HEARTBEAT = b"R"
+LOGOUT = b"O"
+DEBUG = b"+"
+ACCEPTED = b"A"
+REJECTED = b"J"
+SEQUENCED = b"S"
+SERVER_HEARTBEAT = b"H"
+END_OF_SESSION = b"Z"
+
+CLIENT_TYPES = frozenset(b"LURO+")
+SERVER_TYPES = frozenset(b"AJSHZ+")
+
+# Login Rejected reasons (2.3.2)
+REJECT_NOT_AUTHORIZED = "A"
+REJECT_SESSION_NOT_AVAILABLE = "S"
+
+READ_ERRORS = (
+    "empty_packet",      # Packet Length 0: no packet type
+    "oversized_packet",  # Packet Length above the reader's limit
+)
+
+SERVER_HEARTBEAT_PACKET = b"\x00\x01H"
+CLIENT_HEARTBEAT_PACKET = b"\x00\x01R"
+END_OF_SESSION_PACKET = b"\x00\x01Z"
+LOGOUT_PACKET = b"\x00\x01O"
+
+
+def pack(ptype: bytes, payload: bytes = b"") -> bytes:
+    """One logical packet."""
+    return LENGTH.pack(len(payload) + 1) + ptype + payload
+
+
+def sequenced(message: bytes) -> bytes:
+    """A Sequenced Data packet carrying one higher-level message."""
+    return LENGTH.pack(len(message) + 1) + b"S" + message
+
+
+def unsequenced(message: bytes) -> bytes:
+    return LENGTH.pack(len(message) + 1) + b"U" + message
+
+
+def numeric(value: int, size: int = 20) -> str:
+    """A numeric alpha field: decimal, right-justified, space padded."""
+    return str(value).rjust(size)
+
+
+def parse_numeric(text: str) -> int | None:
+    """Read a numeric alpha field; blank means 0; anything but digits and spaces is None."""
+    digits = text.strip(" ")
+    if not digits:
+        return 0
+    if not digits.isdigit() or not digits.isascii():
+        return None
+    return int(digits)
+
+
+def login_request(username: str, password: str, session: str = "", sequence: int = 0) -> bytes:
+    return LENGTH.pack(LOGIN_REQUEST.size) + LOGIN_REQUEST.build(
+        username=username, password=password, session=session,
+        sequence=numeric(sequence))
+
+
+def login_accepted(session: str, sequence: int) -> bytes:
+    return LENGTH.pack(LOGIN_ACCEPTED.size) + LOGIN_ACCEPTED.build(
+        session=session, sequence=numeric(sequence))
+
+
+def login_rejected(reason: str) -> bytes:
+    return LENGTH.pack(LOGIN_REJECTED.size) + LOGIN_REJECTED.build(reason=reason)
+
+
+class ProtocolError(Exception):
+    """The byte stream broke SoupBinTCP framing; `reason` is one of READ_ERRORS."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PacketReader:
+    """Incremental splitter: bytes in, (packet type, payload) out, in order.
+
+    `max_length` bounds Packet Length so a hostile length is refused before its
+    body is buffered.  `pending` is the number of buffered bytes of an
+    incomplete packet (non-zero at end of stream means a truncated packet).
+    """
+
+    __slots__ = ("max_length", "_buf")
+
+    def __init__(self, max_length: int = 65535):
+        self.max_length = max_length
+        self._buf = b""
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        """Packets completed by `data`, as (type byte value, payload).  Raises ProtocolError."""
+        buf = self._buf + data if self._buf else data
+        out = []
+        pos, end = 0, len(buf)
+        limit = self.max_length
+        while end - pos >= 2:
+            n = (buf[pos] << 8) | buf[pos + 1]
+            if n == 0:
+                self._buf = b""
+                raise ProtocolError("empty_packet")
+            if n > limit:
+                self._buf = b""
+                raise ProtocolError("oversized_packet")
+            stop = pos + 2 + n
+            if stop > end:
+                break
+            out.append((buf[pos + 2], buf[pos + 3:stop]))
+            pos = stop
+        self._buf = buf[pos:] if pos < end else b""
+        return out
