@@ -215,6 +215,25 @@ def cmd_demo(args) -> int:
     return EXIT_OK if same else EXIT_CHECK_FAILED
 
 
+# -- serve, replay (the live venue: host/serve.py, host/serve_replay.py) -----
+
+
+def cmd_serve(args) -> int:
+    from .serve import ServeError, main_serve
+    try:
+        return main_serve(args)
+    except ServeError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_replay(args) -> int:
+    from .serve_replay import ReplayError, main_replay
+    try:
+        return main_replay(args)
+    except ReplayError as exc:
+        raise CliError(str(exc)) from None
+
+
 # -- parser ------------------------------------------------------------------
 
 
@@ -271,6 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--engine", default="auto", choices=engines.ENGINES)
     common(m)
     m.set_defaults(func=cmd_demo)
+
+    from . import serve, serve_replay
+    sv = sub.add_parser("serve", help="run the live venue (SoupBinTCP/OUCH, UDP, ITCH feed)",
+                        description="The engine as a live venue; see docs/serve.md.")
+    serve.add_arguments(sv)
+    sv.set_defaults(func=cmd_serve)
+    rp = sub.add_parser("replay", help="rebuild a live venue's outbound streams from its journal",
+                        description="Journal in, the outbound streams as a pcap out.")
+    serve_replay.add_arguments(rp)
+    rp.set_defaults(func=cmd_replay)
     return p
 
 
