@@ -1,0 +1,165 @@
+"""Round-trip latency of the live venue: client send to Accepted received.
+
+`round_trip()` starts `tickcore serve` in a child process (its own interpreter,
+so client and server do not share a GIL), with a fresh journal, and runs one
+client in this process over loopback:
+
+  tcp  SoupBinTCP 3.0 + OUCH 4.2, one logged-in user
+  udp  the MoldUDP64 order-entry framing, one configured UDP session
+
+Each sample is one Enter Order of a resting day order: the clock starts just
+before the send and stops when the packet holding its Accepted has been read
+and parsed.  Each enter is then canceled (waited for, not timed), so the book
+stays small and the feed carries an Add Order and an Order Delete per sample.
+Samples are taken one at a time (no pipelining).  The venue configuration is
+the default one with the session rate limit lifted, so no sample is a rate
+reject.  Returns p50/p99/p99.9 in ns and the sample count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from tickcore.refmodel import ouch
+
+from .serve_client import FeedReceiver, SoupBinClient, UdpOrderEntry
+
+BENCH_USER = ("bench", "bench1")
+BENCH_UDP_SESSION = "FRMA01"
+
+
+def _percentile(sorted_ns: list, q: float) -> int:
+    if not sorted_ns:
+        return 0
+    k = min(len(sorted_ns) - 1, max(0, int(round(q * (len(sorted_ns) - 1)))))
+    return sorted_ns[k]
+
+
+def start_server(workdir: str, engine: str = "reference", fsync: str = "none",
+                 extra_args=(), feed=None):
+    """Start `tickcore serve` in a child process; returns (process, ready info)."""
+    users = os.path.join(workdir, "users")
+    with open(users, "w") as fh:
+        fh.write(f"{BENCH_USER[0]}:{BENCH_USER[1]}:FRMA\n")
+    config = os.path.join(workdir, "venue.json")
+    with open(config, "w") as fh:
+        json.dump({"risk": {"rate_limit": 1 << 30}}, fh)
+    cmd = [sys.executable, "-m", "tickcore.host.cli", "serve", "--port", "0", "--users", users,
+           "--journal", os.path.join(workdir, "journal"), "--config", config,
+           "--fsync", fsync, "--engine", engine, "--feed-heartbeat", "0",
+           "--feed", f"127.0.0.1:{feed[1]}" if feed else "127.0.0.1:9", *extra_args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if not line:
+        err = proc.stderr.read()
+        proc.wait()
+        raise RuntimeError(f"tickcore serve did not start: {err.strip()}")
+    return proc, json.loads(line)
+
+
+def _enter(token: str, side: str) -> bytes:
+    return ouch.ENTER_ORDER.build(
+        token=token, side=side, shares=100, stock="AAPL", price=1_800_000 if side == "B"
+        else 1_900_000, tif=99999, firm="", display="Y", capacity="A", iso="N", min_qty=0,
+        cross_type="N", customer_type=" ")
+
+
+def _cancel(token: str) -> bytes:
+    return ouch.CANCEL_ORDER.build(token=token, shares=0)
+
+
+def _tcp_samples(info, n: int) -> list:
+    out = []
+    c = SoupBinClient("127.0.0.1", info["tcp_port"])
+    try:
+        kind, _ = c.login(*BENCH_USER, sequence=0)
+        if kind != b"A":
+            raise RuntimeError("bench login rejected")
+        send, read = c.send, c.read_sequenced
+        clock = time.perf_counter_ns
+        for i in range(n):
+            token = f"T{i:013d}"
+            msg = _enter(token, "BS"[i & 1])
+            t0 = clock()
+            send(msg)
+            reply = read()
+            t1 = clock()
+            if reply[:1] != b"A":
+                raise RuntimeError(f"expected Accepted, got {reply[:1]!r}")
+            out.append(t1 - t0)
+            send(_cancel(token))
+            while read()[:1] != b"C":
+                pass
+    finally:
+        c.close()
+    return out
+
+
+def _udp_samples(info, n: int) -> list:
+    out = []
+    u = UdpOrderEntry("127.0.0.1", info["udp_port"], BENCH_UDP_SESSION)
+    try:
+        clock = time.perf_counter_ns
+        for i in range(n):
+            token = f"U{i:013d}"
+            msg = _enter(token, "BS"[i & 1])
+            t0 = clock()
+            u.send([msg])
+            while True:
+                got = u.recv()
+                if got is None:
+                    raise RuntimeError("UDP response lost")
+                if any(m[:1] == b"A" for m in got[1]):
+                    break
+            t1 = clock()
+            out.append(t1 - t0)
+            u.send([_cancel(token)])
+            while True:
+                got = u.recv()
+                if got is None:
+                    raise RuntimeError("UDP response lost")
+                if any(m[:1] == b"C" for m in got[1]):
+                    break
+    finally:
+        u.close()
+    return out
+
+
+def round_trip(transport: str = "tcp", samples: int = 20_000, warmup: int = 2_000,
+               engine: str = "reference", fsync: str = "none") -> dict:
+    """Measure client send -> Accepted received over loopback; see the module docstring."""
+    if transport not in ("tcp", "udp"):
+        raise ValueError("transport must be 'tcp' or 'udp'")
+    workdir = tempfile.mkdtemp(prefix="tickcore-bench-")
+    feed = FeedReceiver()
+    proc = None
+    try:
+        proc, info = start_server(workdir, engine, fsync, feed=feed.dest)
+        run = _tcp_samples if transport == "tcp" else _udp_samples
+        ns = run(info, warmup + samples)[warmup:]
+        ns.sort()
+        return {"transport": transport, "engine": engine, "fsync": fsync,
+                "samples": len(ns), "p50_ns": _percentile(ns, 0.50),
+                "p99_ns": _percentile(ns, 0.99), "p999_ns": _percentile(ns, 0.999),
+                "mean_ns": sum(ns) // max(1, len(ns)), "max_ns": ns[-1] if ns else 0}
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        feed.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    for t in ("tcp", "udp"):
+        print(json.dumps(round_trip(t)))
