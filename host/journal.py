@@ -5,6 +5,8 @@ File `journal.tcj` in the journal directory (format in docs/serve.md, "Journal")
     file header   magic "TICKJRNL" (8), version (2), reserved (6)
     record        size (4, payload bytes), crc (4), kind (1), ts (8), payload
                   crc = CRC-32 (zlib.crc32) of kind + ts + payload
+                  kind: bits 0-6 the record kind, bit 7 set on the first record of
+                  each append (the messages of one receive are appended together)
 
 All integers big-endian.  Record kinds: CONFIG (first record; the effective
 configuration as JSON), OPEN (start of day), UDP (a MoldUDP64 order-entry
@@ -48,6 +50,7 @@ UDP_SOURCE = Layout("JournalUdpSource", [("ip", "u", 4), ("port", "u", 2)])
 TCP_SESSION = Layout("JournalTcpSession", [("session", "u", 1)])
 
 CONFIG, OPEN, UDP, TCP, CLOSE = 1, 2, 3, 4, 5
+BATCH_START = 0x80
 KIND_NAMES = {CONFIG: "config", OPEN: "open", UDP: "udp", TCP: "tcp", CLOSE: "close"}
 MAX_PAYLOAD = 1 << 20
 FSYNC_POLICIES = ("always", "interval", "none")
@@ -59,9 +62,9 @@ class JournalError(Exception):
     """The journal cannot be used as it is; the message says why and where."""
 
 
-def encode(kind: int, ts: int, payload: bytes = b"") -> bytes:
-    """One record, ready to append."""
-    head = RECORD.pack((len(payload), 0, kind, ts))
+def encode(kind: int, ts: int, payload: bytes = b"", first: bool = True) -> bytes:
+    """One record, ready to append; `first` marks the first record of an append."""
+    head = RECORD.pack((len(payload), 0, kind | BATCH_START if first else kind, ts))
     crc = zlib.crc32(payload, zlib.crc32(head[_CRC_OFFSET:]))
     return head[:4] + crc.to_bytes(4, "big") + head[_CRC_OFFSET:] + payload
 
@@ -88,8 +91,9 @@ def split_tcp(payload: bytes):
 class JournalReader:
     """Iterate the valid records of a journal file: (kind, ts, payload).
 
-    After iteration: `end` (offset after the last valid record), `count`,
-    `torn_bytes` and `torn_reason` (None when the file ends cleanly).
+    While iterating, `batch_start` tells whether the record just yielded began
+    an append.  After iteration: `end` (offset after the last valid record),
+    `count`, `torn_bytes` and `torn_reason` (None when the file ends cleanly).
     """
 
     def __init__(self, path):
@@ -98,6 +102,7 @@ class JournalReader:
         self.count = 0
         self.torn_bytes = 0
         self.torn_reason = None
+        self.batch_start = False
 
     def __iter__(self):
         with open(self.path, "rb") as fh:
@@ -130,6 +135,8 @@ class JournalReader:
                         return
                     raise JournalError(f"{self.path}: record at byte {pos} fails its checksum "
                                        f"and {size - stop} bytes follow it: corrupt journal")
+                self.batch_start = bool(kind & BATCH_START)
+                kind &= ~BATCH_START
                 if kind not in KIND_NAMES:
                     raise JournalError(f"{self.path}: record at byte {pos} has unknown kind "
                                        f"{kind}")

@@ -375,10 +375,13 @@ class VenueServer:
         p = self.pipeline
         if os.path.exists(path) and os.path.getsize(path) > 0:
             reader = jr.JournalReader(path)
-            last = []
+            last = []              # outputs of the records of the last append
             try:
                 for kind, ts, payload in reader:
                     self.clock.resume(ts)
+                    if reader.batch_start:
+                        last = []
+                    out = []
                     if kind == jr.CONFIG:
                         stored = json.loads(payload.decode("utf-8"))
                         if canonical(stored) != canonical(self.spec.effective):
@@ -389,19 +392,20 @@ class VenueServer:
                                 f"new --journal directory")
                         continue
                     if kind == jr.OPEN:
-                        last = p.open(ts)
+                        out = p.open(ts)
                         self.session_name = session_name_of(ts)
                     elif kind == jr.UDP:
                         ip, port, datagram = jr.split_udp(payload)
                         index = p.udp_index.get(datagram[:10].decode("latin-1"))
                         if index is not None:
                             self.udp_addr[index] = (_ip_str(ip), port)
-                        last = p.on_udp(ts, datagram)
+                        out = p.on_udp(ts, datagram)
                     elif kind == jr.TCP:
                         session, message = jr.split_tcp(payload)
-                        last = p.on_tcp(ts, session, message)
+                        out = p.on_tcp(ts, session, message)
                     elif kind == jr.CLOSE:
-                        last = p.close(ts)
+                        out = p.close(ts)
+                    last.extend(out)
             except jr.JournalError as exc:
                 raise ServeError(str(exc)) from None
             self.recovered_records = reader.count
@@ -411,8 +415,9 @@ class VenueServer:
                 self.counters["journal_torn_tail_bytes"] += reader.torn_bytes
                 jr.truncate_torn(reader)
             self.journal = jr.JournalWriter(path, o.fsync, o.fsync_interval)
-            # the last record may have been journaled but not (fully) sent: send its feed
-            # and UDP outputs again (receivers drop duplicates by sequence number)
+            # the last append (one receive) may have been journaled but not (fully) acted
+            # on: send its feed and UDP outputs again (receivers drop duplicates by
+            # sequence number; SoupBinTCP clients get theirs by logging in again)
             self._resend = [x for x in last if x[0] != OUT_TCP]
             self.counters["recovery_resent_packets"] += len(self._resend)
             if not p.opened:
@@ -444,8 +449,8 @@ class VenueServer:
             ts, m = stamped[0]
             self.journal.append(encode(TCP, ts, bytes((session,)) + m))
         else:
-            self.journal.append(b"".join(encode(TCP, ts, bytes((session,)) + m)
-                                         for ts, m in stamped))
+            self.journal.append(b"".join(encode(TCP, ts, bytes((session,)) + m, k == 0)
+                                         for k, (ts, m) in enumerate(stamped)))
         for ts, m in stamped:
             self.dispatch(p.on_tcp(ts, session, m))
 
