@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+
 from tickcore.host import soupbintcp as sb
 from tickcore.host.serve import ServeOptions, ServerThread
 from tickcore.host.serve_client import FeedReceiver, SoupBinClient, UdpOrderEntry

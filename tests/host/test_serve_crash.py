@@ -28,6 +28,7 @@ import sys
 import time
 
 import pytest
+
 from tickcore.host import ouch5
 from tickcore.host import soupbintcp as sb
 from tickcore.host.serve_client import FeedReceiver, SoupBinClient, UdpOrderEntry

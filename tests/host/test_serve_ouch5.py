@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from itch.messages import messages as itch_parsers
+
 from tickcore.host import ouch5
 from tickcore.host import soupbintcp as sb
 from tickcore.host.serve import ServeOptions, ServerThread
