@@ -1,9 +1,10 @@
 """Record -> MoldUDP64 message block serializer, shared by the OUCH and ITCH encoders.
 
 A record (a kind plus a `data.UnionLayout` of message structs built from
-refmodel layouts) becomes one block: the 2-byte big-endian Message Length (of the message alone), then
-the message's wire bytes packed by `layouts.to_wire` from the same layout
-(MoldUDP64 1.00, "Message Block"), sent as beats of `width` bytes.
+refmodel layouts) becomes one block: the 2-byte big-endian Message Length (of
+the message alone), then the message's wire bytes packed by `layouts.to_wire`
+from the same layout (MoldUDP64 1.00, "Message Block"), sent as beats of
+`width` bytes.  The beats' `length` is the whole block's (2 + message).
 
 Latency: the first beat is valid 1 cycle after the record is taken.
 Throughput: ceil((2 + size) / width) beats per record, back to back: a new

@@ -32,6 +32,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
+
 from tickcore.refmodel import packet
 
 from .bytebuffer import ByteBuffer

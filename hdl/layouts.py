@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, unsigned
 from amaranth.lib import data, enum
+
 from tickcore.refmodel import itch, ouch
 
 BYTE = unsigned(8)

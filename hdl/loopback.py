@@ -20,6 +20,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+
 from tickcore.refmodel import itch, ouch
 
 from .layouts import (

@@ -30,6 +30,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
+
 from tickcore.refmodel import moldudp64
 from tickcore.refmodel.packet import HEADERS_SIZE
 

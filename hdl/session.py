@@ -34,6 +34,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
+
 from tickcore.refmodel import moldudp64
 from tickcore.refmodel.packet import HEADERS_SIZE
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+
 from tickcore.refmodel import packet
 
 from .layouts import fold16, out_beat, packet_beat

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 from amaranth.sim import Simulator
+
 from tickcore.hdl.loopback_top import PacketLoopback
 from tickcore.refmodel.itch import ns_since_midnight
 
