@@ -234,6 +234,19 @@ def cmd_replay(args) -> int:
         raise CliError(str(exc)) from None
 
 
+# -- sim (the gateware under Verilator: sim/cli.py) --------------------------
+
+
+def cmd_sim(args) -> int:
+    from tickcore.sim.cli import SimError, main_sim
+    cfg = _config(args)
+    records = _read(args.input)
+    try:
+        return main_sim(args, cfg, records, _write)
+    except SimError as exc:
+        raise CliError(str(exc), exc.code) from None
+
+
 # -- parser ------------------------------------------------------------------
 
 
@@ -300,6 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Journal in, the outbound streams as a pcap out.")
     serve_replay.add_arguments(rp)
     rp.set_defaults(func=cmd_replay)
+
+    from tickcore.sim import cli as sim_cli
+    sm = sub.add_parser("sim", help="run a pcap through the simulated gateware (Verilator)",
+                        description="Frames in, through the gateware under cocotb + Verilator, "
+                                    "frames out.")
+    sim_cli.add_arguments(sm)
+    common(sm)
+    sm.set_defaults(func=cmd_sim)
     return p
 
 
