@@ -18,9 +18,11 @@ the `ext_*` harness ports instead (the queue-style `sim.tb.TB`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import importlib.metadata
+import json
 import os
 import shutil
 import sys
@@ -327,4 +329,6 @@ def build(cfg, *, design: str = "loopback", width: int = 8, build_dir=None,
                 else:
                     os.environ["MAKEFLAGS"] = env_make
             stamp.write_text(digest)
+        if not (out / "ports.json").exists():
+            (out / "ports.json").write_text(json.dumps(dataclasses.asdict(ports)))
     return Build(out, ports, design, width)
