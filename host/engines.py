@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from tickcore.refmodel.book import BUY, SELL
 from tickcore.refmodel.venue import Venue, run_records
 
 ENGINES = ("auto", "reference", "software", "fpga", "sim")
@@ -26,7 +27,7 @@ class RunResult:
     outputs: list                      # [(ts, frame)]
     counters: Counter
     seconds: float                     # processing time, excluding file I/O
-    venue: object = None               # the reference Venue, when the engine has one
+    top_of_book: dict                  # {stock: {"bid": (price, qty) | None, "ask": ...}}
     notes: list = field(default_factory=list)
 
 
@@ -35,7 +36,22 @@ def run_reference(cfg, mode: str, records: list) -> RunResult:
     t0 = time.perf_counter()
     outputs = list(run_records(cfg, records, venue=venue))
     seconds = time.perf_counter() - t0
-    return RunResult("reference", outputs, venue.all_counters(), seconds, venue)
+    top = {}
+    if mode == "match":
+        book = venue.core.book
+        top = {sym.stock.rstrip(): {"bid": book.top(sym.index, BUY),
+                                    "ask": book.top(sym.index, SELL)} for sym in cfg.symbols}
+    return RunResult("reference", outputs, venue.all_counters(), seconds, top)
+
+
+def run_software(cfg, mode: str, records: list) -> RunResult:
+    from .fast.engine import FastEngine
+    engine = FastEngine(cfg, mode)
+    t0 = time.perf_counter()
+    outputs = engine.run(records)
+    seconds = time.perf_counter() - t0
+    top = engine.top_of_book() if mode == "match" else {}
+    return RunResult("software", outputs, engine.counters(), seconds, top)
 
 
 def detect_board():
@@ -58,9 +74,7 @@ def resolve(name: str):
     if name == "sim":
         raise EngineUnavailable("engine sim: the simulated gateware is not built yet")
     if name == "software":
-        notes.append("software: the fast engine is not built yet; running the reference "
-                     "model in its place")
-        return "reference", run_reference, notes
+        return "software", run_software, notes
     return "reference", run_reference, notes
 
 

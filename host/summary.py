@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 from tickcore.refmodel import ouch
-from tickcore.refmodel.book import BUY, SELL
 
 
 def price_str(price: int) -> str:
     return f"{price // 10000}.{price % 10000:04d}"
-
-
-def top_of_book(cfg, venue) -> dict:
-    """{stock: {"bid": [price, qty] | None, "ask": ...}} from the reference book."""
-    out = {}
-    core = getattr(venue, "core", None)
-    book = getattr(core, "book", None)
-    if book is None:
-        return out
-    for sym in cfg.symbols:
-        out[sym.stock.rstrip()] = {"bid": book.top(sym.index, BUY),
-                                   "ask": book.top(sym.index, SELL)}
-    return out
 
 
 def grouped(counters, prefix: str) -> dict:
@@ -51,7 +37,7 @@ def summary_dict(cfg, result, *, input_frames: int, span_ns: int) -> dict:
         "drops": grouped(c, "drop_"),
         "capacity": grouped(c, "capacity_"),
         "counters": dict(sorted(c.items())),
-        "top_of_book": top_of_book(cfg, result.venue),
+        "top_of_book": result.top_of_book,
     }
 
 

@@ -1,0 +1,199 @@
+"""Book storage for the fast engine: refmodel/book.py and tokenmap.py in numba.
+
+Same geometry as refmodel: an order pool with a free-list stack (slot 0 handed
+out first), per symbol and side a price-sorted level array (best first) of
+FIFO queues linked through `pool_prev`/`pool_next`, and the set-associative
+token map (bucket = CRC-32 of [session, token] & (buckets - 1), lowest free
+way, no tombstones).  Every function is O(levels) or O(ways) at most.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .state import NIL, SC, V
+from .wire import crc32_token
+
+BUY, SELL = 0, 1
+
+
+@njit(cache=True)
+def better(side, a, b):
+    return a > b if side == BUY else a < b
+
+
+# -- order pool -------------------------------------------------------------------
+
+
+@njit(cache=True)
+def pool_has_free(E):
+    return E.sc[SC.FREE_TOP] > 0
+
+
+@njit(cache=True)
+def pool_alloc(E):
+    E.sc[SC.FREE_TOP] -= 1
+    return E.free[E.sc[SC.FREE_TOP]]
+
+
+@njit(cache=True)
+def pool_release(E, slot):
+    E.free[E.sc[SC.FREE_TOP]] = slot
+    E.sc[SC.FREE_TOP] += 1
+
+
+# -- price levels ---------------------------------------------------------------------
+
+
+@njit(cache=True)
+def level_find(E, sym, side, price):
+    """(index, found): the level at `price`, or where it would be inserted."""
+    n = E.lv_count[sym, side]
+    for i in range(n):
+        p = E.lv_price[sym, side, i]
+        if p == price:
+            return i, True
+        if better(side, price, p):
+            return i, False
+    return n, False
+
+
+@njit(cache=True)
+def can_rest(E, sym, side, price, leaving):
+    """refmodel Book.can_rest: the level exists, one is free, or `leaving` frees one."""
+    _, found = level_find(E, sym, side, price)
+    if found:
+        return True
+    if E.lv_count[sym, side] < E.venue[V.LEVELS]:
+        return True
+    if leaving != NIL:
+        return E.pool_prev[leaving] == NIL and E.pool_next[leaving] == NIL
+    return False
+
+
+@njit(cache=True)
+def book_append(E, slot):
+    sym, side, price = E.pool_symbol[slot], E.pool_side[slot], E.pool_price[slot]
+    i, found = level_find(E, sym, side, price)
+    if not found:
+        n = E.lv_count[sym, side]
+        for j in range(n, i, -1):
+            E.lv_price[sym, side, j] = E.lv_price[sym, side, j - 1]
+            E.lv_head[sym, side, j] = E.lv_head[sym, side, j - 1]
+            E.lv_tail[sym, side, j] = E.lv_tail[sym, side, j - 1]
+            E.lv_displayed[sym, side, j] = E.lv_displayed[sym, side, j - 1]
+        E.lv_price[sym, side, i] = price
+        E.lv_head[sym, side, i] = NIL
+        E.lv_tail[sym, side, i] = NIL
+        E.lv_displayed[sym, side, i] = 0
+        E.lv_count[sym, side] = n + 1
+    tail = E.lv_tail[sym, side, i]
+    E.pool_prev[slot] = tail
+    E.pool_next[slot] = NIL
+    if tail == NIL:
+        E.lv_head[sym, side, i] = slot
+    else:
+        E.pool_next[tail] = slot
+    E.lv_tail[sym, side, i] = slot
+    if not E.pool_hidden[slot]:
+        E.lv_displayed[sym, side, i] += E.pool_leaves[slot]
+
+
+@njit(cache=True)
+def book_reduce(E, slot, qty):
+    E.pool_leaves[slot] -= qty
+    if not E.pool_hidden[slot]:
+        sym, side = E.pool_symbol[slot], E.pool_side[slot]
+        i, _ = level_find(E, sym, side, E.pool_price[slot])
+        E.lv_displayed[sym, side, i] -= qty
+
+
+@njit(cache=True)
+def book_unlink(E, slot):
+    sym, side = E.pool_symbol[slot], E.pool_side[slot]
+    i, _ = level_find(E, sym, side, E.pool_price[slot])
+    if not E.pool_hidden[slot]:
+        E.lv_displayed[sym, side, i] -= E.pool_leaves[slot]
+    prv, nxt = E.pool_prev[slot], E.pool_next[slot]
+    if prv == NIL:
+        E.lv_head[sym, side, i] = nxt
+    else:
+        E.pool_next[prv] = nxt
+    if nxt == NIL:
+        E.lv_tail[sym, side, i] = prv
+    else:
+        E.pool_prev[nxt] = prv
+    E.pool_prev[slot] = NIL
+    E.pool_next[slot] = NIL
+    if E.lv_head[sym, side, i] == NIL:
+        n = E.lv_count[sym, side] - 1
+        for j in range(i, n):
+            E.lv_price[sym, side, j] = E.lv_price[sym, side, j + 1]
+            E.lv_head[sym, side, j] = E.lv_head[sym, side, j + 1]
+            E.lv_tail[sym, side, j] = E.lv_tail[sym, side, j + 1]
+            E.lv_displayed[sym, side, j] = E.lv_displayed[sym, side, j + 1]
+        E.lv_count[sym, side] = n
+
+
+@njit(cache=True)
+def walk_symbol(E, sym, n):
+    """Append the slots of a symbol in book-walk order to E.walk from index n:
+    bids best to worst, then asks, FIFO within a level.  Returns the new n."""
+    for side in range(2):
+        for i in range(E.lv_count[sym, side]):
+            slot = E.lv_head[sym, side, i]
+            while slot != NIL:
+                E.walk[n] = slot
+                n += 1
+                slot = E.pool_next[slot]
+    return n
+
+
+# -- token map --------------------------------------------------------------------
+
+
+@njit(cache=True)
+def tm_bucket(E, session, hi, lo):
+    return np.int64(crc32_token(session, hi, lo)) & (E.venue[V.BUCKETS] - 1)
+
+
+@njit(cache=True)
+def tm_lookup(E, session, hi, lo):
+    b = tm_bucket(E, session, hi, lo)
+    for w in range(E.venue[V.WAYS]):
+        if E.tm_slot[b, w] != NIL and E.tm_session[b, w] == session \
+                and E.tm_hi[b, w] == hi and E.tm_lo[b, w] == lo:
+            return E.tm_slot[b, w]
+    return NIL
+
+
+@njit(cache=True)
+def tm_has_room(E, session, hi, lo):
+    b = tm_bucket(E, session, hi, lo)
+    for w in range(E.venue[V.WAYS]):
+        if E.tm_slot[b, w] == NIL:
+            return True
+    return False
+
+
+@njit(cache=True)
+def tm_insert(E, session, hi, lo, slot):
+    b = tm_bucket(E, session, hi, lo)
+    for w in range(E.venue[V.WAYS]):
+        if E.tm_slot[b, w] == NIL:
+            E.tm_session[b, w] = session
+            E.tm_hi[b, w] = hi
+            E.tm_lo[b, w] = lo
+            E.tm_slot[b, w] = slot
+            return
+
+
+@njit(cache=True)
+def tm_delete(E, session, hi, lo):
+    b = tm_bucket(E, session, hi, lo)
+    for w in range(E.venue[V.WAYS]):
+        if E.tm_slot[b, w] != NIL and E.tm_session[b, w] == session \
+                and E.tm_hi[b, w] == hi and E.tm_lo[b, w] == lo:
+            E.tm_slot[b, w] = NIL
+            return

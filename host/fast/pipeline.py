@@ -1,0 +1,303 @@
+"""Frames in, frames out, compiled: refmodel packet.py (ingress filter),
+session.py (session layer), egress.py and moldudp64.Packetizer (framing).
+
+`process_frames` runs a batch of inbound frames held in one byte buffer and
+writes every output frame into `E.out_*`.  Before each message it checks that
+the output has room for the worst case one message can cause; when it has not,
+it records where it stopped (`SC.RESUME_MSG`) and returns, and the caller
+drains the output and calls again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from . import wire as w
+from .core import at, core_close, core_open, find_session, handle
+from .state import DROP_BASE, MODE_LOOPBACK, SC, C, V
+
+COUNT_END_OF_SESSION = 0xFFFF
+MIN_FRAME = 60
+(DROP_TRUNCATED, DROP_MAC, DROP_NOT_IPV4, DROP_IP_HEADER, DROP_IP_LENGTH, DROP_IP_CHECKSUM,
+ DROP_IP_FRAGMENT, DROP_NOT_UDP, DROP_IP_FILTER, DROP_UDP_LENGTH, DROP_PORT,
+ DROP_UDP_CHECKSUM) = range(12)
+IP0 = w.S_ETH                       # IPv4 header offset in a frame
+UDP0 = w.S_ETH + w.S_IP             # UDP header offset
+PAY0 = w.HEADERS                    # UDP payload offset
+
+
+@njit(cache=True)
+def parse_frame(E, b, off, n):
+    """refmodel parse_udp_frame with the venue's filter: (drop index or -1, payload
+    offset, payload length)."""
+    if n < w.S_ETH:
+        return DROP_TRUNCATED, 0, 0
+    if w.get_u48(b, off + w.F_ETH_DST) != E.venue[V.MAC]:
+        return DROP_MAC, 0, 0
+    if w.get_u16(b, off + w.F_ETH_ETHERTYPE) != 0x0800:
+        return DROP_NOT_IPV4, 0, 0
+    if n < w.S_ETH + w.S_IP:
+        return DROP_TRUNCATED, 0, 0
+    ip = off + IP0
+    if b[ip + w.F_IP_VERSION_IHL] != 0x45:
+        return DROP_IP_HEADER, 0, 0
+    total = w.get_u16(b, ip + w.F_IP_TOTAL_LENGTH)
+    if total < w.S_IP + w.S_UDP or w.S_ETH + total > n:
+        return DROP_IP_LENGTH, 0, 0
+    if w.ones_sum(b, ip, w.S_IP, 0) != 0xFFFF:
+        return DROP_IP_CHECKSUM, 0, 0
+    if w.get_u16(b, ip + w.F_IP_FLAGS_FRAGMENT) & 0x3FFF:
+        return DROP_IP_FRAGMENT, 0, 0
+    if b[ip + w.F_IP_PROTOCOL] != 17:
+        return DROP_NOT_UDP, 0, 0
+    if w.get_u32(b, ip + w.F_IP_DST) != E.venue[V.IP]:
+        return DROP_IP_FILTER, 0, 0
+    udp = off + UDP0
+    udp_len = w.get_u16(b, udp + w.F_UDP_LENGTH)
+    if udp_len != total - w.S_IP:
+        return DROP_UDP_LENGTH, 0, 0
+    if w.get_u16(b, udp + w.F_UDP_DST_PORT) != E.venue[V.OE_PORT]:
+        return DROP_PORT, 0, 0
+    if w.get_u16(b, udp + w.F_UDP_CHECKSUM) != 0:
+        src = w.get_u32(b, ip + w.F_IP_SRC)
+        dst = w.get_u32(b, ip + w.F_IP_DST)
+        pseudo = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + 17 + udp_len
+        if w.ones_sum(b, udp, udp_len, pseudo) != 0xFFFF:
+            return DROP_UDP_CHECKSUM, 0, 0
+    return -1, off + PAY0, udp_len - w.S_UDP
+
+
+# -- egress -------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def write_frame(E, ts, dst_mac, dst_ip, src_port, dst_port, session, seq, count,
+                buf, offs, lens, first, last):
+    """One UDP frame: MoldUDP64 header (session, seq, count) and the blocks
+    buf[offs[i]:offs[i]+lens[i]] for i in [first, last)."""
+    payload = w.S_MOLD
+    for i in range(first, last):
+        payload += 2 + lens[i]
+    o = E.out_buf
+    q = E.sc[SC.OUT_BYTES]
+    size = w.HEADERS + payload
+    w.put_u48(o, q + w.F_ETH_DST, dst_mac)
+    w.put_u48(o, q + w.F_ETH_SRC, E.venue[V.MAC])
+    w.put_u16(o, q + w.F_ETH_ETHERTYPE, 0x0800)
+    ip = q + IP0
+    o[ip + w.F_IP_VERSION_IHL] = 0x45
+    o[ip + w.F_IP_DSCP_ECN] = 0
+    w.put_u16(o, ip + w.F_IP_TOTAL_LENGTH, w.S_IP + w.S_UDP + payload)
+    w.put_u16(o, ip + w.F_IP_IDENTIFICATION, 0)
+    w.put_u16(o, ip + w.F_IP_FLAGS_FRAGMENT, 0x4000)
+    o[ip + w.F_IP_TTL] = E.venue[V.TTL]
+    o[ip + w.F_IP_PROTOCOL] = 17
+    w.put_u16(o, ip + w.F_IP_CHECKSUM, 0)
+    w.put_u32(o, ip + w.F_IP_SRC, E.venue[V.IP])
+    w.put_u32(o, ip + w.F_IP_DST, dst_ip)
+    w.put_u16(o, ip + w.F_IP_CHECKSUM, ~w.ones_sum(o, ip, w.S_IP, 0) & 0xFFFF)
+    udp = q + UDP0
+    udp_len = w.S_UDP + payload
+    w.put_u16(o, udp + w.F_UDP_SRC_PORT, src_port)
+    w.put_u16(o, udp + w.F_UDP_DST_PORT, dst_port)
+    w.put_u16(o, udp + w.F_UDP_LENGTH, udp_len)
+    w.put_u16(o, udp + w.F_UDP_CHECKSUM, 0)
+    m = q + PAY0
+    w.copy_bytes(o, m + w.F_MOLD_SESSION, session, 0, 10)
+    w.put_u64(o, m + w.F_MOLD_SEQUENCE, seq)
+    w.put_u16(o, m + w.F_MOLD_COUNT, count)
+    p = m + w.S_MOLD
+    for i in range(first, last):
+        w.put_u16(o, p, lens[i])
+        w.copy_bytes(o, p + 2, buf, offs[i], lens[i])
+        p += 2 + lens[i]
+    src = E.venue[V.IP]
+    pseudo = (src >> 16) + (src & 0xFFFF) + (dst_ip >> 16) + (dst_ip & 0xFFFF) + 17 + udp_len
+    csum = ~w.ones_sum(o, udp, udp_len, pseudo) & 0xFFFF
+    w.put_u16(o, udp + w.F_UDP_CHECKSUM, csum if csum != 0 else 0xFFFF)
+    while size < MIN_FRAME:
+        o[q + size] = 0
+        size += 1
+    n = E.sc[SC.OUT_N]
+    E.out_off[n] = q
+    E.out_len[n] = size
+    E.out_ts[n] = ts
+    E.sc[SC.OUT_N] = n + 1
+    E.sc[SC.OUT_BYTES] = q + size
+    E.counters[C.FRAMES_OUT] += 1
+
+
+@njit(cache=True)
+def flush_message(E, ts):
+    """Frame the records staged for one inbound message: order entry first."""
+    max_payload = E.venue[V.MAX_PAYLOAD]
+    n = E.sc[SC.OE_N]
+    i = 0
+    while i < n:
+        s = E.oe_sess[i]
+        size = w.S_MOLD + 2 + E.oe_len[i]
+        j = i + 1
+        while j < n and E.oe_sess[j] == s and size + 2 + E.oe_len[j] <= max_payload:
+            size += 2 + E.oe_len[j]
+            j += 1
+        write_frame(E, ts, E.sess_mac[s], E.sess_ip[s], E.venue[V.OE_PORT], E.sess_port[s],
+                    E.sess_name_bytes[s], E.oe_seq[s], j - i, E.oe_buf, E.oe_off, E.oe_len,
+                    i, j)
+        E.oe_seq[s] += j - i
+        i = j
+    n = E.sc[SC.MD_N]
+    i = 0
+    while i < n:
+        size = w.S_MOLD + 2 + E.md_len[i]
+        j = i + 1
+        while j < n and size + 2 + E.md_len[j] <= max_payload:
+            size += 2 + E.md_len[j]
+            j += 1
+        write_frame(E, ts, E.venue[V.FEED_MAC], E.venue[V.FEED_IP], E.venue[V.FEED_SRC_PORT],
+                    E.venue[V.FEED_PORT], E.feed_session, E.sc[SC.FEED_SEQ], j - i,
+                    E.md_buf, E.md_off, E.md_len, i, j)
+        E.sc[SC.FEED_SEQ] += j - i
+        i = j
+    E.sc[SC.OE_N] = 0
+    E.sc[SC.OE_BYTES] = 0
+    E.sc[SC.MD_N] = 0
+    E.sc[SC.MD_BYTES] = 0
+
+
+@njit(cache=True)
+def venue_open(E, ts):
+    if E.sc[SC.MODE] != MODE_LOOPBACK:
+        core_open(E, ts)
+    flush_message(E, ts)
+
+
+@njit(cache=True)
+def venue_close(E, ts):
+    if E.sc[SC.MODE] != MODE_LOOPBACK:
+        core_close(E, ts)
+        flush_message(E, ts)
+        write_frame(E, ts, E.venue[V.FEED_MAC], E.venue[V.FEED_IP], E.venue[V.FEED_SRC_PORT],
+                    E.venue[V.FEED_PORT], E.feed_session, E.sc[SC.FEED_SEQ],
+                    COUNT_END_OF_SESSION, E.md_buf, E.md_off, E.md_len, 0, 0)
+
+
+# -- the session layer and the frame loop ------------------------------------------------
+
+
+@njit(cache=True)
+def message_size(type_byte):
+    if type_byte == w.T_ENTER:
+        return w.S_ENTER
+    if type_byte == w.T_REPLACE:
+        return w.S_REPLACE
+    if type_byte == w.T_CANCEL:
+        return w.S_CANCEL
+    if type_byte == w.T_MASS:
+        return w.S_MASS
+    if type_byte == w.T_KILL:
+        return w.S_KILL
+    return -1
+
+
+@njit(cache=True)
+def blocks_fit(b, pp, pl, count):
+    """The message blocks exactly fill the payload (refmodel moldudp64.parse_packet)."""
+    pos = pp + w.S_MOLD
+    end = pp + pl
+    for _ in range(count):
+        if pos + 2 > end:
+            return False
+        pos += 2 + w.get_u16(b, pos)
+        if pos > end:
+            return False
+    return pos == end
+
+
+@njit(cache=True)
+def process_frames(E, b, in_off, in_len, in_ts, start, end, reserve):
+    """Process frames [start, end).  Returns the index of the first frame not
+    finished: `end`, or earlier when the output needs draining."""
+    loop_mode = E.sc[SC.MODE] == MODE_LOOPBACK
+    out_cap = E.out_buf.size
+    frames_cap = E.out_off.size
+    f = start
+    while f < end:
+        off, n, ts = in_off[f], in_len[f], in_ts[f]
+        resume = E.sc[SC.RESUME_MSG]          # 1 + the message to resume at, or 0
+        if resume == 0:
+            E.counters[C.FRAMES_IN] += 1
+        reason, pp, pl = parse_frame(E, b, off, n)
+        if reason >= 0:
+            E.counters[DROP_BASE + reason] += 1
+            f += 1
+            continue
+        if pl < w.S_MOLD:
+            E.counters[C.DROP_SESSION_TRUNCATED] += 1
+            f += 1
+            continue
+        count = w.get_u16(b, pp + w.F_MOLD_COUNT)
+        if count == COUNT_END_OF_SESSION or not blocks_fit(b, pp, pl, count):
+            E.counters[C.DROP_SESSION_MALFORMED] += 1
+            f += 1
+            continue
+        s = find_session(E, w.get_u64(b, pp + w.F_MOLD_SESSION),
+                         w.get_bytes_u64(b, pp + w.F_MOLD_SESSION + 8, 2))
+        if s < 0:
+            E.counters[C.DROP_UNKNOWN_SESSION] += 1
+            f += 1
+            continue
+        if count == 0:
+            E.counters[C.HEARTBEATS] += 1
+            f += 1
+            continue
+        seq0 = w.get_u64(b, pp + w.F_MOLD_SEQUENCE)
+        far = seq0 >= np.uint64(1 << 62)          # beyond any expected number: all gaps
+        first_seq = np.int64(0) if far else np.int64(seq0)
+        pos = pp + w.S_MOLD
+        for k in range(count):
+            length = w.get_u16(b, pos)
+            mp = pos + 2
+            pos = mp + length
+            if k < resume - 1:
+                continue
+            if out_cap - E.sc[SC.OUT_BYTES] < reserve or frames_cap - E.sc[SC.OUT_N] < \
+                    reserve // MIN_FRAME:
+                E.sc[SC.RESUME_MSG] = k + 1
+                return f
+            expected = E.expected_seq[s]
+            seq = first_seq + k
+            if not far and seq < expected:
+                E.counters[C.DROP_SEQ_DUPLICATE] += 1
+                continue
+            if far or seq > expected:
+                E.counters[C.DROP_SEQ_GAP] += 1
+                continue
+            E.expected_seq[s] = expected + 1
+            if length == 0:
+                E.counters[C.DROP_BAD_LENGTH] += 1
+                continue
+            type_byte = b[mp]
+            size = message_size(type_byte)
+            if size < 0:
+                E.counters[C.DROP_UNKNOWN_TYPE] += 1
+                continue
+            if length != size:
+                E.counters[C.DROP_BAD_LENGTH] += 1
+                continue
+            E.counters[C.MESSAGES_IN] += 1
+            at(E, ts)
+            if E.sc[SC.LAT_ON]:
+                t0 = w.rdtsc()
+                handle(E, s, b, mp, type_byte, loop_mode)
+                flush_message(E, ts)
+                i = E.sc[SC.LAT_N]
+                if i < E.lat.size:
+                    E.lat[i] = np.int64(w.rdtsc() - t0)
+                    E.sc[SC.LAT_N] = i + 1
+            else:
+                handle(E, s, b, mp, type_byte, loop_mode)
+                flush_message(E, ts)
+        E.sc[SC.RESUME_MSG] = 0
+        f += 1
+    return f

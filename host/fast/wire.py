@@ -1,0 +1,173 @@
+"""Byte-level helpers for the fast engine, compiled with numba.
+
+Every offset and size used by the compiled code is read here, at import time,
+from the refmodel `Layout` definitions, so the fast engine never writes the
+wire format a second time: `F_ACCEPTED_ORDER_REF` is
+`ouch.ACCEPTED.field("order_ref").offset`, and so on.  Numba freezes module
+globals as compile-time constants.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+from numba.extending import intrinsic
+
+from tickcore.refmodel import itch, moldudp64, ouch
+from tickcore.refmodel.packet import ETHERNET, IPV4, UDP
+
+_LAYOUTS = {
+    "ENTER": ouch.ENTER_ORDER, "REPLACE": ouch.REPLACE_ORDER, "CANCEL": ouch.CANCEL_ORDER,
+    "MASS": ouch.MASS_CANCEL, "KILL": ouch.KILL_SWITCH,
+    "OSYS": ouch.SYSTEM_EVENT, "ACCEPTED": ouch.ACCEPTED, "REPLACED": ouch.REPLACED,
+    "CANCELED": ouch.CANCELED, "EXECUTED": ouch.EXECUTED, "REJECTED": ouch.REJECTED,
+    "CANCEL_REJECT": ouch.CANCEL_REJECT,
+    "ISYS": itch.SYSTEM_EVENT, "DIRECTORY": itch.STOCK_DIRECTORY,
+    "ACTION": itch.TRADING_ACTION, "ADD": itch.ADD_ORDER, "EXEC": itch.ORDER_EXECUTED,
+    "XCANCEL": itch.ORDER_CANCEL, "DELETE": itch.ORDER_DELETE, "IREPLACE": itch.ORDER_REPLACE,
+    "TRADE": itch.TRADE,
+    "MOLD": moldudp64.HEADER, "ETH": ETHERNET, "IP": IPV4, "UDP": UDP,
+}
+
+# F_<LAYOUT>_<FIELD> = byte offset, S_<LAYOUT> = size, T_<LAYOUT> = type byte
+for _prefix, _layout in _LAYOUTS.items():
+    globals()[f"S_{_prefix}"] = _layout.size
+    if _layout.type_code is not None:
+        globals()[f"T_{_prefix}"] = ord(_layout.type_code)
+    for _f in _layout.all_fields:
+        globals()[f"F_{_prefix}_{_f.name.upper()}"] = _f.offset
+
+HEADERS = ETHERNET.size + IPV4.size + UDP.size
+
+
+@njit(cache=True)
+def get_u16(b, p):
+    return (np.int64(b[p]) << 8) | np.int64(b[p + 1])
+
+
+@njit(cache=True)
+def get_u32(b, p):
+    return (get_u16(b, p) << 16) | get_u16(b, p + 2)
+
+
+@njit(cache=True)
+def get_u48(b, p):
+    return (get_u16(b, p) << 32) | get_u32(b, p + 2)
+
+
+@njit(cache=True)
+def get_u64(b, p):
+    """Unsigned 64-bit big-endian, as uint64 (keys and token halves)."""
+    v = np.uint64(0)
+    for i in range(8):
+        v = (v << np.uint64(8)) | np.uint64(b[p + i])
+    return v
+
+
+@njit(cache=True)
+def get_bytes_u64(b, p, n):
+    """Up to 8 bytes as a big-endian uint64 (alpha fields as comparable keys)."""
+    v = np.uint64(0)
+    for i in range(n):
+        v = (v << np.uint64(8)) | np.uint64(b[p + i])
+    return v
+
+
+@njit(cache=True)
+def put_u8(b, p, v):
+    b[p] = v & 0xFF
+
+
+@njit(cache=True)
+def put_u16(b, p, v):
+    b[p] = (v >> 8) & 0xFF
+    b[p + 1] = v & 0xFF
+
+
+@njit(cache=True)
+def put_u32(b, p, v):
+    b[p] = (v >> 24) & 0xFF
+    b[p + 1] = (v >> 16) & 0xFF
+    b[p + 2] = (v >> 8) & 0xFF
+    b[p + 3] = v & 0xFF
+
+
+@njit(cache=True)
+def put_u48(b, p, v):
+    put_u16(b, p, v >> 32)
+    put_u32(b, p + 2, v & 0xFFFFFFFF)
+
+
+@njit(cache=True)
+def put_u64(b, p, v):
+    put_u32(b, p, (v >> 32) & 0xFFFFFFFF)
+    put_u32(b, p + 4, v & 0xFFFFFFFF)
+
+
+@njit(cache=True)
+def put_key(b, p, v, n):
+    """Write the low n bytes of a uint64 key big-endian (inverse of get_bytes_u64)."""
+    for i in range(n):
+        b[p + n - 1 - i] = np.uint8(v & np.uint64(0xFF))
+        v = v >> np.uint64(8)
+
+
+@njit(cache=True)
+def copy_bytes(dst, dp, src, sp, n):
+    for i in range(n):
+        dst[dp + i] = src[sp + i]
+
+
+@njit(cache=True)
+def ones_sum(b, p, n, initial):
+    """16-bit ones' complement sum of n bytes at p (odd length padded with zero)."""
+    s = np.uint64(initial)
+    end = p + n - 1
+    i = p
+    while i < end:
+        s += (np.uint64(b[i]) << np.uint64(8)) | np.uint64(b[i + 1])
+        i += 2
+    if n & 1:
+        s += np.uint64(b[p + n - 1]) << np.uint64(8)
+    while s >> np.uint64(16):
+        s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
+    return np.int64(s)
+
+
+def crc32_table() -> np.ndarray:
+    table = np.zeros(256, np.uint32)
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+        table[i] = c
+    return table
+
+
+CRC_TABLE = crc32_table()
+
+
+@njit(cache=True)
+def crc32_token(session, tok_hi, tok_lo):
+    """zlib.crc32 of [session byte, 14 token bytes] (refmodel/tokenmap.py)."""
+    c = np.uint32(0xFFFFFFFF)
+    c = CRC_TABLE[(c ^ np.uint32(session & 0xFF)) & np.uint32(0xFF)] ^ (c >> np.uint32(8))
+    for i in range(8):
+        byte = np.uint32((tok_hi >> np.uint64(8 * (7 - i))) & np.uint64(0xFF))
+        c = CRC_TABLE[(c ^ byte) & np.uint32(0xFF)] ^ (c >> np.uint32(8))
+    for i in range(6):
+        byte = np.uint32((tok_lo >> np.uint64(8 * (5 - i))) & np.uint64(0xFF))
+        c = CRC_TABLE[(c ^ byte) & np.uint32(0xFF)] ^ (c >> np.uint32(8))
+    return c ^ np.uint32(0xFFFFFFFF)
+
+
+@intrinsic
+def rdtsc(typingctx):
+    """The CPU cycle counter (llvm.readcyclecounter), for per-message latency."""
+    from llvmlite import ir
+
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(64), [])
+        fn = builder.module.declare_intrinsic("llvm.readcyclecounter", fnty=fnty)
+        return builder.call(fn, [])
+    return types.uint64(), codegen
