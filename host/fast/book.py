@@ -159,41 +159,41 @@ def tm_bucket(E, session, hi, lo):
 
 
 @njit(cache=True)
-def tm_lookup(E, session, hi, lo):
-    b = tm_bucket(E, session, hi, lo)
-    for w in range(E.venue[V.WAYS]):
-        if E.tm_slot[b, w] != NIL and E.tm_session[b, w] == session \
-                and E.tm_hi[b, w] == hi and E.tm_lo[b, w] == lo:
-            return E.tm_slot[b, w]
+def tm_lookup(E, b, session, hi, lo):
+    """The slot of (session, token) in bucket b, or NIL."""
+    tm_slot = E.tm_slot
+    for way in range(E.venue[V.WAYS]):
+        if tm_slot[b, way] != NIL and E.tm_hi[b, way] == hi and E.tm_lo[b, way] == lo \
+                and E.tm_session[b, way] == session:
+            return tm_slot[b, way]
     return NIL
 
 
 @njit(cache=True)
-def tm_has_room(E, session, hi, lo):
-    b = tm_bucket(E, session, hi, lo)
-    for w in range(E.venue[V.WAYS]):
-        if E.tm_slot[b, w] == NIL:
+def tm_has_room(E, b):
+    for way in range(E.venue[V.WAYS]):
+        if E.tm_slot[b, way] == NIL:
             return True
     return False
 
 
 @njit(cache=True)
-def tm_insert(E, session, hi, lo, slot):
-    b = tm_bucket(E, session, hi, lo)
-    for w in range(E.venue[V.WAYS]):
-        if E.tm_slot[b, w] == NIL:
-            E.tm_session[b, w] = session
-            E.tm_hi[b, w] = hi
-            E.tm_lo[b, w] = lo
-            E.tm_slot[b, w] = slot
+def tm_insert(E, b, session, hi, lo, slot):
+    """Into the lowest free way of bucket b (the caller checked there is one)."""
+    for way in range(E.venue[V.WAYS]):
+        if E.tm_slot[b, way] == NIL:
+            E.tm_session[b, way] = session
+            E.tm_hi[b, way] = hi
+            E.tm_lo[b, way] = lo
+            E.tm_slot[b, way] = slot
             return
 
 
 @njit(cache=True)
-def tm_delete(E, session, hi, lo):
-    b = tm_bucket(E, session, hi, lo)
-    for w in range(E.venue[V.WAYS]):
-        if E.tm_slot[b, w] != NIL and E.tm_session[b, w] == session \
-                and E.tm_hi[b, w] == hi and E.tm_lo[b, w] == lo:
-            E.tm_slot[b, w] = NIL
+def tm_delete(E, b, session, hi, lo):
+    tm_slot = E.tm_slot
+    for way in range(E.venue[V.WAYS]):
+        if tm_slot[b, way] != NIL and E.tm_hi[b, way] == hi and E.tm_lo[b, way] == lo \
+                and E.tm_session[b, way] == session:
+            tm_slot[b, way] = NIL
             return

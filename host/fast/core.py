@@ -391,7 +391,8 @@ def executable(E, o):
 @njit(cache=True)
 def remove_order(E, slot):
     book_unlink(E, slot)
-    tm_delete(E, E.pool_session[slot], E.pool_tok_hi[slot], E.pool_tok_lo[slot])
+    tm_delete(E, E.pool_bucket[slot], E.pool_session[slot], E.pool_tok_hi[slot],
+              E.pool_tok_lo[slot])
     pool_release(E, slot)
 
 
@@ -478,7 +479,8 @@ def rest(E, o, publish):
     E.pool_capacity[slot] = o.capacity
     E.pool_iso[slot] = o.iso
     book_append(E, slot)
-    tm_insert(E, o.session, o.tok_hi, o.tok_lo, slot)
+    E.pool_bucket[slot] = o.bucket
+    tm_insert(E, o.bucket, o.session, o.tok_hi, o.tok_lo, slot)
     if publish and not o.hidden:
         publish_add(E, o.symbol, o.ref, o.side_code, o.leaves, o.price)
 
@@ -549,6 +551,7 @@ def enter(E, s, b, p):
         o.iso = b[p + w.F_ENTER_ISO]
         o.min_qty = w.get_u32(b, p + w.F_ENTER_MIN_QTY)
         o.ioc = market or tif == TIF_IOC
+        o.bucket = tm_bucket(E, s, hi, lo)
         reason = entry_checks(E, o)
     if reason != 0:
         send_rejected(E, s, hi, lo, reason)
@@ -584,7 +587,7 @@ def send_accepted(E, s, b, p, ref, firm_bytes):
 
 @njit(cache=True)
 def entry_checks(E, o):
-    if tm_lookup(E, o.session, o.tok_hi, o.tok_lo) != NIL:
+    if tm_lookup(E, o.bucket, o.session, o.tok_hi, o.tok_lo) != NIL:
         return REJ_DUP
     if (o.display == CH_P or o.display == CH_L) and marketable(E, o):
         return REJ_POST_ONLY
@@ -592,7 +595,7 @@ def entry_checks(E, o):
         if not pool_has_free(E):
             E.counters[C.CAPACITY_ORDERS] += 1
             return REJ_CAPACITY
-        if not tm_has_room(E, o.session, o.tok_hi, o.tok_lo):
+        if not tm_has_room(E, o.bucket):
             E.counters[C.CAPACITY_TOKEN_MAP] += 1
             return REJ_CAPACITY
         if not can_rest(E, o.symbol, o.side, o.price, NIL):
@@ -616,7 +619,8 @@ def replace(E, s, b, p):
     tif = w.get_u32(b, p + w.F_REPLACE_TIF)
     display = b[p + w.F_REPLACE_DISPLAY]
     reason = validate_replace(b, p)
-    slot = tm_lookup(E, s, old_hi, old_lo)
+    old_bucket = tm_bucket(E, s, old_hi, old_lo)
+    slot = tm_lookup(E, old_bucket, s, old_hi, old_lo)
     if reason == 0 and slot == NIL:
         reason = REJ_UNKNOWN
     if reason == 0:                                   # risk.check_replace
@@ -652,6 +656,8 @@ def replace(E, s, b, p):
         o.iso = b[p + w.F_REPLACE_ISO]
         o.min_qty = w.get_u32(b, p + w.F_REPLACE_MIN_QTY)
         o.ioc = ioc
+        o.bucket = old_bucket if (new_hi == old_hi and new_lo == old_lo) \
+            else tm_bucket(E, s, new_hi, new_lo)
         reason = replace_checks(E, o, slot, old_hi, old_lo, keep)
     if reason != 0:
         send_rejected(E, s, new_hi, new_lo, reason)
@@ -666,13 +672,11 @@ def replace(E, s, b, p):
 @njit(cache=True)
 def replace_checks(E, o, slot, old_hi, old_lo, keep):
     same_token = o.tok_hi == old_hi and o.tok_lo == old_lo
-    if not same_token and tm_lookup(E, o.session, o.tok_hi, o.tok_lo) != NIL:
+    if not same_token and tm_lookup(E, o.bucket, o.session, o.tok_hi, o.tok_lo) != NIL:
         return REJ_DUP
     if not keep and (o.display == CH_P or o.display == CH_L) and marketable(E, o):
         return REJ_POST_ONLY
-    if not same_token and not tm_has_room(E, o.session, o.tok_hi, o.tok_lo) \
-            and tm_bucket(E, o.session, o.tok_hi, o.tok_lo) != \
-            tm_bucket(E, o.session, old_hi, old_lo):
+    if not same_token and not tm_has_room(E, o.bucket) and o.bucket != E.pool_bucket[slot]:
         E.counters[C.CAPACITY_TOKEN_MAP] += 1
         return REJ_CAPACITY
     if not keep and not o.ioc and not can_rest(E, o.symbol, o.side, o.price, slot):
@@ -710,8 +714,9 @@ def replace_in_place(E, o, slot, old_hi, old_lo):
     if decrement:
         book_reduce(E, slot, decrement)
     if not (o.tok_hi == old_hi and o.tok_lo == old_lo):
-        tm_delete(E, o.session, old_hi, old_lo)
-        tm_insert(E, o.session, o.tok_hi, o.tok_lo, slot)
+        tm_delete(E, E.pool_bucket[slot], o.session, old_hi, old_lo)
+        tm_insert(E, o.bucket, o.session, o.tok_hi, o.tok_lo, slot)
+        E.pool_bucket[slot] = o.bucket
         E.pool_tok_hi[slot] = o.tok_hi
         E.pool_tok_lo[slot] = o.tok_lo
     E.pool_display[slot] = o.display
@@ -756,7 +761,7 @@ def cancel(E, s, b, p):
     hi = w.get_u64(b, p + w.F_CANCEL_TOKEN)
     lo = w.get_bytes_u64(b, p + w.F_CANCEL_TOKEN + 8, 6)
     shares = w.get_u32(b, p + w.F_CANCEL_SHARES)
-    slot = tm_lookup(E, s, hi, lo)
+    slot = tm_lookup(E, tm_bucket(E, s, hi, lo), s, hi, lo)
     if slot == NIL or shares >= E.pool_leaves[slot]:
         if slot == NIL:
             E.counters[C.CANCEL_REJECT_UNKNOWN_ORDER] += 1

@@ -81,6 +81,7 @@ FIELDS = ([
     "pool_symbol", "pool_side", "pool_side_code", "pool_price", "pool_leaves", "pool_ref",
     "pool_session", "pool_firm", "pool_tok_hi", "pool_tok_lo", "pool_display",
     "pool_hidden", "pool_tif", "pool_capacity", "pool_iso", "pool_prev", "pool_next",
+    "pool_bucket",
     "free",
     # price levels [symbol, side, level]
     "lv_price", "lv_head", "lv_tail", "lv_displayed", "lv_count",
@@ -117,7 +118,7 @@ INCOMING = np.dtype([
     ("tok_lo", np.uint64), ("symbol", np.int64), ("side", np.int64), ("side_code", np.uint8),
     ("price", np.int64), ("leaves", np.int64), ("ref", np.int64), ("display", np.uint8),
     ("hidden", np.bool_), ("tif", np.int64), ("capacity", np.uint8), ("iso", np.uint8),
-    ("min_qty", np.int64), ("ioc", np.bool_)])
+    ("min_qty", np.int64), ("ioc", np.bool_), ("bucket", np.int64)])
 
 VENUE_FIELDS = ("MAC", "IP", "OE_PORT", "TTL", "MAX_PAYLOAD", "FEED_SRC_PORT", "FEED_IP",
                 "FEED_PORT", "FEED_MAC", "RATE_LOG2", "N_SYM", "N_SESS", "ORDERS", "LEVELS",
@@ -194,7 +195,7 @@ def new_engine(cfg, mode: str, out_bytes: int, lat_samples: int = 0):
         pool_display=np.zeros(n, u8), pool_hidden=np.zeros(n, np.bool_),
         pool_tif=np.zeros(n, np.int64), pool_capacity=np.zeros(n, u8),
         pool_iso=np.zeros(n, u8), pool_prev=np.full(n, NIL, np.int64),
-        pool_next=np.full(n, NIL, np.int64),
+        pool_next=np.full(n, NIL, np.int64), pool_bucket=np.zeros(n, np.int64),
         free=np.arange(n - 1, -1, -1, dtype=np.int64),
         lv_price=np.zeros((n_sym, 2, L), np.int64), lv_head=np.full((n_sym, 2, L), NIL, np.int64),
         lv_tail=np.full((n_sym, 2, L), NIL, np.int64),

@@ -10,7 +10,9 @@ globals as compile-time constants.
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from tickcore.refmodel import itch, moldudp64, ouch
@@ -55,13 +57,51 @@ def get_u48(b, p):
     return (get_u16(b, p) << 32) | get_u32(b, p + 2)
 
 
+@intrinsic
+def load_u64_le(typingctx, arr, pos):
+    """An unaligned little-endian 8-byte load from a uint8 array."""
+    def codegen(context, builder, sig, args):
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = builder.bitcast(builder.gep(a.data, [args[1]]), ir.IntType(64).as_pointer())
+        return builder.load(ptr, align=1)
+    return types.uint64(arr, pos), codegen
+
+
+@intrinsic
+def store_u64_le(typingctx, arr, pos, value):
+    """An unaligned little-endian 8-byte store into a uint8 array."""
+    def codegen(context, builder, sig, args):
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = builder.bitcast(builder.gep(a.data, [args[1]]), ir.IntType(64).as_pointer())
+        builder.store(context.cast(builder, args[2], sig.args[2], types.uint64), ptr, align=1)
+        return context.get_dummy_value()
+    return types.void(arr, pos, value), codegen
+
+
+@intrinsic
+def bswap64(typingctx, value):
+    def codegen(context, builder, sig, args):
+        fn = builder.module.declare_intrinsic("llvm.bswap", [ir.IntType(64)])
+        return builder.call(fn, [args[0]])
+    return types.uint64(types.uint64), codegen
+
+
+@intrinsic
+def copy_bytes(typingctx, dst, dp, src, sp, n):
+    """memcpy(dst + dp, src + sp, n) between uint8 arrays (no overlap)."""
+    def codegen(context, builder, sig, args):
+        d = context.make_array(sig.args[0])(context, builder, args[0])
+        s = context.make_array(sig.args[2])(context, builder, args[2])
+        cgutils.raw_memcpy(builder, builder.gep(d.data, [args[1]]),
+                           builder.gep(s.data, [args[3]]), args[4], 1)
+        return context.get_dummy_value()
+    return types.void(dst, dp, src, sp, n), codegen
+
+
 @njit(cache=True)
 def get_u64(b, p):
     """Unsigned 64-bit big-endian, as uint64 (keys and token halves)."""
-    v = np.uint64(0)
-    for i in range(8):
-        v = (v << np.uint64(8)) | np.uint64(b[p + i])
-    return v
+    return bswap64(load_u64_le(b, p))
 
 
 @njit(cache=True)
@@ -100,38 +140,47 @@ def put_u48(b, p, v):
 
 @njit(cache=True)
 def put_u64(b, p, v):
-    put_u32(b, p, (v >> 32) & 0xFFFFFFFF)
-    put_u32(b, p + 4, v & 0xFFFFFFFF)
+    store_u64_le(b, p, bswap64(np.uint64(v)))
 
 
 @njit(cache=True)
 def put_key(b, p, v, n):
     """Write the low n bytes of a uint64 key big-endian (inverse of get_bytes_u64)."""
+    if n == 8:
+        store_u64_le(b, p, bswap64(v))
+        return
     for i in range(n):
         b[p + n - 1 - i] = np.uint8(v & np.uint64(0xFF))
         v = v >> np.uint64(8)
 
 
 @njit(cache=True)
-def copy_bytes(dst, dp, src, sp, n):
-    for i in range(n):
-        dst[dp + i] = src[sp + i]
+def fold16(s):
+    while s >> np.uint64(16):
+        s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
+    return s
 
 
 @njit(cache=True)
 def ones_sum(b, p, n, initial):
-    """16-bit ones' complement sum of n bytes at p (odd length padded with zero)."""
-    s = np.uint64(initial)
-    end = p + n - 1
-    i = p
-    while i < end:
-        s += (np.uint64(b[i]) << np.uint64(8)) | np.uint64(b[i + 1])
-        i += 2
-    if n & 1:
-        s += np.uint64(b[p + n - 1]) << np.uint64(8)
-    while s >> np.uint64(16):
-        s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
-    return np.int64(s)
+    """16-bit ones' complement sum of n bytes at p (odd length padded with zero),
+    plus `initial`.  Sums 8-byte little-endian words and swaps the folded result:
+    the ones' complement sum is independent of byte order (RFC 1071 2.B)."""
+    s = np.uint64(0)
+    i = 0
+    while i + 8 <= n:
+        v = load_u64_le(b, p + i)
+        s += (v & np.uint64(0xFFFFFFFF)) + (v >> np.uint64(32))
+        i += 8
+    tail = np.uint64(0)
+    k = np.uint64(0)
+    while i < n:
+        tail |= np.uint64(b[p + i]) << k
+        i += 1
+        k += np.uint64(8)
+    s = fold16(s + (tail & np.uint64(0xFFFFFFFF)) + (tail >> np.uint64(32)))
+    s = ((s & np.uint64(0xFF)) << np.uint64(8)) | (s >> np.uint64(8))
+    return np.int64(fold16(s + np.uint64(initial)))
 
 
 def crc32_table() -> np.ndarray:
