@@ -106,6 +106,7 @@ class Packetizer(wiring.Component):
             buf.w_data.eq(beat.data),
             buf.w_mask.eq(Cat(*(j < beat.nbytes for j in range(w)))),
             seq_rd.addr.eq(beat.dest),
+            seq_rd.en.eq(0),                    # read ports are enabled by default
         ]
         contrib = []
         for j in range(w):

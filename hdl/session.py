@@ -104,7 +104,8 @@ class Session(wiring.Component):
                                           init=[1] * len(self.names))
         exp_rd = expq.read_port()
         exp_wr = expq.write_port()
-        m.d.comb += [exp_rd.addr.eq(sess), exp_wr.addr.eq(sess), exp_wr.data.eq(expected)]
+        m.d.comb += [exp_rd.addr.eq(sess), exp_rd.en.eq(0),   # read ports default enabled
+                     exp_wr.addr.eq(sess), exp_wr.data.eq(expected)]
 
         def bump(field):
             m.d.sync += cnt[field].eq(cnt[field] + 1)

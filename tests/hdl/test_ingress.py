@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 from amaranth.sim import Simulator
+
 from tickcore.hdl.ingress import HDR, Ingress
 from tickcore.refmodel.config import load_config
 from tickcore.refmodel.packet import parse_udp_frame
