@@ -1,9 +1,10 @@
 """ITCH 5.0 in MoldUDP64 (Nasdaq "MoldUDP64 Protocol Specification" v1.00) for the live venue.
 
 `FeedPublisher` sends the feed packets the pipeline frames (host/serve_pipeline.py)
-to one UDP destination: a multicast group (TTL 1, loopback on) or a unicast
-address.  Sends never block: a full socket buffer drops the packet and counts
-it (`feed_send_dropped`), receivers recover it by retransmission.  When nothing
+to one UDP destination: a multicast group (TTL 1, loopback on, out of the
+interface with the given address when one is given) or a unicast address.
+Sends never block: a full socket buffer drops the packet and counts it
+(`feed_send_dropped`), receivers recover it by retransmission.  When nothing
 was sent for `heartbeat` seconds it sends a heartbeat (message count 0, the
 next sequence number), and after end of day an end-of-session packet (count
 0xFFFF) instead, as the specification asks.  Heartbeats carry no messages and
@@ -30,13 +31,16 @@ from tickcore.refmodel import moldudp64
 from .serve_limits import RateLimiter
 
 
-def feed_socket(dest: tuple[str, int]) -> socket.socket:
+def feed_socket(dest: tuple[str, int], interface: str | None = None) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setblocking(False)
     first = int(dest[0].split(".")[0]) if dest[0][:1].isdigit() else 0
     if 224 <= first <= 239:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+        if interface:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
+                            socket.inet_aton(interface))
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     except OSError:
@@ -46,12 +50,12 @@ def feed_socket(dest: tuple[str, int]) -> socket.socket:
 
 class FeedPublisher:
     def __init__(self, pipeline, dest: tuple[str, int], counters, heartbeat: float = 1.0,
-                 sock: socket.socket | None = None):
+                 interface: str | None = None):
         self.pipeline = pipeline
         self.dest = dest
         self.counters = counters
         self.heartbeat_interval = heartbeat
-        self.sock = sock or feed_socket(dest)
+        self.sock = feed_socket(dest, interface)
         self.last_send = time.monotonic()
 
     def send(self, payload: bytes) -> None:

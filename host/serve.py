@@ -59,6 +59,7 @@ class ServeOptions:
     udp_port: int | None = None         # None: the TCP port's number; -1: no UDP order entry
     retrans_port: int | None = None     # None: TCP port + 1 (0 when port is 0); -1: none
     feed: tuple | None = None           # (host, port); None: the configured group and port
+    feed_interface: str | None = None   # address of the interface for a multicast feed
     fsync: str = "always"
     fsync_interval: float = 0.01
     engine: str = "reference"
@@ -469,6 +470,7 @@ class VenueServer:
         except ValueError:
             ip = 0
         self.journal.append(jr.encode(jr.UDP, ts, jr.udp_payload(ip, addr[1], data)))
+        self.counters["udp_datagrams_journaled"] += 1
         self.udp_addr[index] = addr
         self.dispatch(p.on_udp(ts, data))
 
@@ -565,7 +567,8 @@ class VenueServer:
             self.retrans_port = transport.get_extra_info("sockname")[1]
         cfg = self.spec.cfg
         dest = o.feed or (_ip_str(cfg.feed_ip), cfg.feed_port)
-        self.feed = FeedPublisher(self.pipeline, dest, self.counters, o.feed_heartbeat)
+        self.feed = FeedPublisher(self.pipeline, dest, self.counters, o.feed_heartbeat,
+                                  o.feed_interface)
         self.accepting = True
         if self._resend:
             self.dispatch(self._resend)
@@ -757,6 +760,16 @@ def _host_port(text: str) -> tuple:
     return host, int(port)
 
 
+def _ipv4(text: str | None, option: str):
+    if text is None:
+        return None
+    try:
+        socket.inet_aton(text)
+    except OSError:
+        raise ServeError(f"{option} {text}: not an IPv4 address") from None
+    return text
+
+
 def _test_clock(text: str | None):
     if text is None:
         return None
@@ -772,7 +785,8 @@ def _test_clock(text: str | None):
 def options_from_args(args) -> ServeOptions:
     return ServeOptions(
         host=args.host, port=args.port, udp_port=args.udp_port, retrans_port=args.retrans_port,
-        feed=_host_port(args.feed) if args.feed else None, fsync=args.fsync,
+        feed=_host_port(args.feed) if args.feed else None,
+        feed_interface=_ipv4(args.feed_interface, "--feed-interface"), fsync=args.fsync,
         fsync_interval=args.fsync_interval_ms / 1000.0, engine=args.engine,
         heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
         login_timeout=args.login_timeout, max_connections=args.max_connections,
@@ -812,6 +826,8 @@ def add_arguments(p) -> None:
                    help="MoldUDP64 retransmission port (default --port + 1; -1: none)")
     p.add_argument("--feed", metavar="HOST:PORT",
                    help="feed destination (default: the configured multicast group and port)")
+    p.add_argument("--feed-interface", metavar="ADDR",
+                   help="send a multicast feed out of the interface with this address")
     p.add_argument("--fsync", choices=jr.FSYNC_POLICIES, default="always",
                    help="journal durability (default always; see docs/serve.md)")
     p.add_argument("--fsync-interval-ms", type=float, default=10.0, metavar="MS",

@@ -206,12 +206,14 @@ class FeedReceiver:
         for i, m in enumerate(msgs):
             self.messages[header.sequence + i] = m
 
-    def drain(self, timeout: float = 0.2) -> int:
-        """Read packets until none arrives for `timeout` s; returns how many arrived."""
+    def drain(self, timeout: float = 0.2, limit: float = 10.0) -> int:
+        """Read packets until none arrives for `timeout` s (or `limit` s have passed, as
+        heartbeats never stop); returns how many arrived."""
         n = 0
+        end = time.monotonic() + limit
         while True:
             ready, _, _ = select.select([self.sock], [], [], timeout)
-            if not ready:
+            if not ready or time.monotonic() > end:
                 return n
             while True:
                 try:
