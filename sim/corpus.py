@@ -21,8 +21,10 @@ from tickcore.refmodel.packet import (
     UDP,
     build_udp_frame,
     internet_checksum,
+    parse_udp_frame,
     udp_checksum,
 )
+from tickcore.refmodel.session import SessionLayer
 
 IP_OFF = ETHERNET.size
 UDP_OFF = IP_OFF + IPV4.size
@@ -86,6 +88,8 @@ class Corpus:
         self.damage = damage
         self.clients = [ClientSession(cfg, s) for s in cfg.sessions]
         self.token = 0
+        # what the venue expects next, so that good frames stay in sequence after damaged ones
+        self._layer = SessionLayer(cfg)
 
     def messages(self, n: int) -> list[bytes]:
         out = []
@@ -104,6 +108,17 @@ class Corpus:
         return c.frame(self.messages(n), seq=seq)
 
     def frame(self) -> bytes:
+        frame = self._frame()
+        reason, dgram = parse_udp_frame(frame, mac=self.cfg.mac, ip=self.cfg.ip,
+                                        port=self.cfg.oe_port)
+        if not reason:
+            for _ in self._layer.accept(dgram.payload):
+                pass
+        for c in self.clients:
+            c.next_seq = self._layer.expected_seq[c.session.index]
+        return frame
+
+    def _frame(self) -> bytes:
         r = self.rng
         frame = bytearray(self.good_frame())
         if r.random() >= self.damage:
