@@ -445,13 +445,15 @@ class VenueServer:
             self.counters["tcp_data_after_close"] += len(messages)
             return
         clock, encode, TCP = self.clock, jr.encode, jr.TCP
-        stamped = [(clock(), m) for m in messages]
-        if len(stamped) == 1:
-            ts, m = stamped[0]
+        if len(messages) == 1:                       # the common case, kept short
+            ts = clock()
+            m = messages[0]
             self.journal.append(encode(TCP, ts, bytes((session,)) + m))
-        else:
-            self.journal.append(b"".join(encode(TCP, ts, bytes((session,)) + m, k == 0)
-                                         for k, (ts, m) in enumerate(stamped)))
+            self.dispatch(p.on_tcp(ts, session, m))
+            return
+        stamped = [(clock(), m) for m in messages]
+        self.journal.append(b"".join(encode(TCP, ts, bytes((session,)) + m, k == 0)
+                                     for k, (ts, m) in enumerate(stamped)))
         for ts, m in stamped:
             self.dispatch(p.on_tcp(ts, session, m))
 
@@ -490,6 +492,8 @@ class VenueServer:
     # -- outbound ------------------------------------------------------------------
 
     def dispatch(self, out: list) -> None:
+        """Send outputs: order entry first (one write per SoupBinTCP connection), then
+        the feed."""
         if not out:
             return
         conns = self.tcp_conns
@@ -500,8 +504,11 @@ class VenueServer:
                 conn = conns[session]
                 if conn is not None and conn.live:
                     if tcp is None:
-                        tcp = {}
-                    tcp.setdefault(conn, []).append(data)
+                        tcp = {conn: [data]}
+                    elif conn in tcp:
+                        tcp[conn].append(data)
+                    else:
+                        tcp[conn] = [data]
             elif kind == OUT_UDP:
                 addr = self.udp_addr[session]
                 if addr is None or self._udp is None:

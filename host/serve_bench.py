@@ -9,8 +9,9 @@ client in this process over loopback:
 
 Each sample is one Enter Order of a resting day order: the clock starts just
 before the send and stops when the packet holding its Accepted has been read
-and parsed.  Each enter is then canceled (waited for, not timed), so the book
-stays small and the feed carries an Add Order and an Order Delete per sample.
+and parsed (the client is a blocking socket with minimal parsing).  Each enter
+is then canceled (waited for, not timed), so the book stays small and the feed
+carries an Add Order and an Order Delete per sample.
 Samples are taken one at a time (no pipelining).  The venue configuration is
 the default one with the session rate limit lifted, so no sample is a rate
 reject.  Returns p50/p99/p99.9 in ns and the sample count.
@@ -21,14 +22,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-from tickcore.refmodel import ouch
+from tickcore.refmodel import moldudp64, ouch
 
-from .serve_client import FeedReceiver, SoupBinClient, UdpOrderEntry
+from . import soupbintcp as sb
+from .serve_client import FeedReceiver
 
 BENCH_USER = ("bench", "bench1")
 BENCH_UDP_SESSION = "FRMA01"
@@ -74,26 +77,59 @@ def _cancel(token: str) -> bytes:
     return ouch.CANCEL_ORDER.build(token=token, shares=0)
 
 
+class _LeanSoupBin:
+    """The benchmark's client: a blocking socket and just enough SoupBinTCP parsing, so
+    the client adds as little as it can to what is measured."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def packet(self) -> bytes:
+        """The next packet: type byte + payload."""
+        buf = self.buf
+        while True:
+            if len(buf) >= 2:
+                n = (buf[0] << 8) | buf[1]
+                if len(buf) >= 2 + n:
+                    self.buf = buf[2 + n:]
+                    return buf[2:2 + n]
+            data = self.sock.recv(65536)
+            if not data:
+                raise RuntimeError("server closed the connection")
+            buf += data
+
+    def sequenced(self) -> bytes:
+        while True:
+            p = self.packet()
+            if p[:1] == b"S":
+                return p[1:]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def _tcp_samples(info, n: int) -> list:
     out = []
-    c = SoupBinClient("127.0.0.1", info["tcp_port"])
+    c = _LeanSoupBin(info["tcp_port"])
     try:
-        kind, _ = c.login(*BENCH_USER, sequence=0)
-        if kind != b"A":
+        c.sock.sendall(sb.login_request(*BENCH_USER, sequence=0))
+        if c.packet()[:1] != b"A":
             raise RuntimeError("bench login rejected")
-        send, read = c.send, c.read_sequenced
+        sendall, read = c.sock.sendall, c.sequenced
         clock = time.perf_counter_ns
         for i in range(n):
             token = f"T{i:013d}"
-            msg = _enter(token, "BS"[i & 1])
+            packet = sb.unsequenced(_enter(token, "BS"[i & 1]))
             t0 = clock()
-            send(msg)
+            sendall(packet)
             reply = read()
             t1 = clock()
             if reply[:1] != b"A":
                 raise RuntimeError(f"expected Accepted, got {reply[:1]!r}")
             out.append(t1 - t0)
-            send(_cancel(token))
+            sendall(sb.unsequenced(_cancel(token)))
             while read()[:1] != b"C":
                 pass
     finally:
@@ -103,31 +139,33 @@ def _tcp_samples(info, n: int) -> list:
 
 def _udp_samples(info, n: int) -> list:
     out = []
-    u = UdpOrderEntry("127.0.0.1", info["udp_port"], BENCH_UDP_SESSION)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.connect(("127.0.0.1", info["udp_port"]))
+    sock.settimeout(5.0)
+    session = BENCH_UDP_SESSION
+    seq = 1
     try:
+        send, recv = sock.send, sock.recv
         clock = time.perf_counter_ns
         for i in range(n):
             token = f"U{i:013d}"
-            msg = _enter(token, "BS"[i & 1])
+            packet = moldudp64.pack_packet(session, seq, [_enter(token, "BS"[i & 1])])
+            seq += 1
             t0 = clock()
-            u.send([msg])
-            while True:
-                got = u.recv()
-                if got is None:
-                    raise RuntimeError("UDP response lost")
-                if any(m[:1] == b"A" for m in got[1]):
-                    break
+            send(packet)
+            reply = recv(65536)
             t1 = clock()
+            # one response packet: Accepted, the first (and only) message
+            if reply[22:23] != b"A":
+                raise RuntimeError(f"expected Accepted, got {reply[20:40]!r}")
             out.append(t1 - t0)
-            u.send([_cancel(token)])
-            while True:
-                got = u.recv()
-                if got is None:
-                    raise RuntimeError("UDP response lost")
-                if any(m[:1] == b"C" for m in got[1]):
-                    break
+            send(moldudp64.pack_packet(session, seq, [_cancel(token)]))
+            seq += 1
+            if recv(65536)[22:23] != b"C":
+                raise RuntimeError("expected Canceled")
     finally:
-        u.close()
+        sock.close()
     return out
 
 

@@ -229,7 +229,7 @@ def test_relogin_replays_from_the_requested_sequence(tmp_path):
 
 
 def test_heartbeats_and_timeouts(tmp_path):
-    with Venue(tmp_path, heartbeat_interval=0.05, heartbeat_timeout=0.6,
+    with Venue(tmp_path, heartbeat_interval=0.05, heartbeat_timeout=1.0,
                login_timeout=0.3) as v:
         alice = v.client("alice", sequence=0)
         pkt, _ = alice.read_until(lambda t, p: t == sb.SERVER_HEARTBEAT, 3)
@@ -291,7 +291,7 @@ def test_malformed_streams_have_defined_outcomes(tmp_path):
 
 
 def test_login_floods_are_limited(tmp_path):
-    with Venue(tmp_path, login_rate=1.0, login_burst=3.0, max_pending_logins=4) as v:
+    with Venue(tmp_path, login_rate=0.2, login_burst=3.0, max_pending_logins=4) as v:
         answers = []
         for _ in range(8):
             c = v.client()

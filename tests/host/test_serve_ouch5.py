@@ -185,7 +185,7 @@ def test_ouch_connect_trades_and_its_fills_agree_with_the_itch_feed(tmp_path):
     users = parse_users(USERS)
     spec = build_spec(None, users)
     feed = FeedReceiver()
-    opts = ServeOptions(port=0, fsync="none", feed=feed.dest, heartbeat_timeout=1.5)
+    opts = ServeOptions(port=0, fsync="none", feed=feed.dest, heartbeat_timeout=2.0)
     with ServerThread(spec, users, tmp_path / "j", opts) as srv:
         bob = SoupBinClient("127.0.0.1", srv.tcp_port)
         rec = Recorder()
@@ -229,7 +229,7 @@ def test_ouch_connect_trades_and_its_fills_agree_with_the_itch_feed(tmp_path):
                 with pytest.raises(OSError, match="LoginRejected.*'S'"):
                     _oc_client(srv.tcp_port, Recorder(), name="dup")
                 # heartbeats keep the session alive past the server's timeout
-                time.sleep(2.0)
+                time.sleep(2.5)
                 assert clt.is_connected(0.5)
                 clt.send({"UPayload": {"AccountQueryRequest": {}}})
                 assert rec.wait("AccountQueryResponse")[0]["next_user_ref_number"] == 4
