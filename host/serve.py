@@ -415,7 +415,10 @@ class VenueServer:
                 self.counters["journal_torn_tail_truncated"] += 1
                 self.counters["journal_torn_tail_bytes"] += reader.torn_bytes
                 jr.truncate_torn(reader)
-            self.journal = jr.JournalWriter(path, o.fsync, o.fsync_interval)
+            try:
+                self.journal = jr.JournalWriter(path, o.fsync, o.fsync_interval)
+            except OSError as exc:
+                raise ServeError(f"cannot append to {path}: {exc.strerror}") from None
             # the last append (one receive) may have been journaled but not (fully) acted
             # on: send its feed and UDP outputs again (receivers drop duplicates by
             # sequence number; SoupBinTCP clients get theirs by logging in again)

@@ -438,6 +438,17 @@ def test_tshark_decodes_the_replayed_soupbintcp_stream(tmp_path):
     assert rows[1][4] == str(acc.order_ref)
     assert rows[2][5] == str(can.decrement) == "100"
     assert {r[6] for r in rows} == {"1"}                            # TCP checksum good
+    # the feed frames: MoldUDP64 headers as the pipeline numbered them
+    _, pipeline, outputs, _ = replay_events(v.journal)
+    out = subprocess.run(
+        ["tshark", "-r", str(pcap), "-d", f"udp.port=={cfg.feed_port},moldudp64",
+         "-Y", "moldudp64", "-T", "fields", "-E", "separator=|", "-e", "moldudp64.session",
+         "-e", "moldudp64.sequence", "-e", "moldudp64.count", "-e", "udp.checksum.status",
+         "-o", "udp.check_checksum:TRUE"], capture_output=True, text=True, check=True)
+    rows = [line.split("|") for line in out.stdout.splitlines()]
+    packets = [moldudp64.HEADER.unpack(d) for _, k, _, d in outputs if k == OUT_FEED]
+    assert rows == [[h.session.rstrip(), str(h.sequence), str(h.count), "1"] for h in packets]
+    assert sum(h.count for h in packets) == len(pipeline.feed_messages)
 
 
 @pytest.mark.parametrize("policy", ["always", "interval", "none"])
