@@ -18,7 +18,7 @@ from .wire import crc32_token
 BUY, SELL = 0, 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def better(side, a, b):
     return a > b if side == BUY else a < b
 
@@ -26,18 +26,18 @@ def better(side, a, b):
 # -- order pool -------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pool_has_free(E):
     return E.sc[SC.FREE_TOP] > 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pool_alloc(E):
     E.sc[SC.FREE_TOP] -= 1
     return E.free[E.sc[SC.FREE_TOP]]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pool_release(E, slot):
     E.free[E.sc[SC.FREE_TOP]] = slot
     E.sc[SC.FREE_TOP] += 1
@@ -46,20 +46,23 @@ def pool_release(E, slot):
 # -- price levels ---------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def level_find(E, sym, side, price):
     """(index, found): the level at `price`, or where it would be inserted."""
     n = E.lv_count[sym, side]
-    for i in range(n):
-        p = E.lv_price[sym, side, i]
-        if p == price:
-            return i, True
-        if better(side, price, p):
-            return i, False
+    prices = E.lv_price[sym, side]
+    if side == BUY:
+        for i in range(n):
+            if prices[i] <= price:
+                return i, prices[i] == price
+    else:
+        for i in range(n):
+            if prices[i] >= price:
+                return i, prices[i] == price
     return n, False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def can_rest(E, sym, side, price, leaving):
     """refmodel Book.can_rest: the level exists, one is free, or `leaving` frees one."""
     _, found = level_find(E, sym, side, price)
@@ -72,7 +75,7 @@ def can_rest(E, sym, side, price, leaving):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def book_append(E, slot):
     sym, side, price = E.pool_symbol[slot], E.pool_side[slot], E.pool_price[slot]
     i, found = level_find(E, sym, side, price)
@@ -100,7 +103,7 @@ def book_append(E, slot):
         E.lv_displayed[sym, side, i] += E.pool_leaves[slot]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def book_reduce(E, slot, qty):
     E.pool_leaves[slot] -= qty
     if not E.pool_hidden[slot]:
@@ -109,7 +112,7 @@ def book_reduce(E, slot, qty):
         E.lv_displayed[sym, side, i] -= qty
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def book_unlink(E, slot):
     sym, side = E.pool_symbol[slot], E.pool_side[slot]
     i, _ = level_find(E, sym, side, E.pool_price[slot])
@@ -153,12 +156,12 @@ def walk_symbol(E, sym, n):
 # -- token map --------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def tm_bucket(E, session, hi, lo):
     return np.int64(crc32_token(session, hi, lo)) & (E.venue[V.BUCKETS] - 1)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def tm_lookup(E, b, session, hi, lo):
     """The slot of (session, token) in bucket b, or NIL."""
     tm_slot = E.tm_slot
@@ -169,7 +172,7 @@ def tm_lookup(E, b, session, hi, lo):
     return NIL
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def tm_has_room(E, b):
     for way in range(E.venue[V.WAYS]):
         if E.tm_slot[b, way] == NIL:
@@ -177,7 +180,7 @@ def tm_has_room(E, b):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def tm_insert(E, b, session, hi, lo, slot):
     """Into the lowest free way of bucket b (the caller checked there is one)."""
     for way in range(E.venue[V.WAYS]):
@@ -189,7 +192,7 @@ def tm_insert(E, b, session, hi, lo, slot):
             return
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def tm_delete(E, b, session, hi, lo):
     tm_slot = E.tm_slot
     for way in range(E.venue[V.WAYS]):

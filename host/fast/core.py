@@ -36,6 +36,7 @@ from .book import (
 from .state import NIL, SC, STP_NEWEST, STP_NONE, STP_OLDEST, C, V
 
 MARKET = ouch.MARKET_PRICE
+MASK48 = np.uint64(0xFFFFFFFFFFFF)
 TIF_IOC = ouch.TIF_IOC
 TIF_DAY_A, TIF_DAY_B = ouch.TIF_DAY
 SPACE = ord(" ")
@@ -67,7 +68,7 @@ KILL_ENGAGE, KILL_RELEASE = ord(ouch.KILL_ENGAGE), ord(ouch.KILL_RELEASE)
 # -- staging records ------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def oe_begin(E, session, size, type_byte):
     n = E.sc[SC.OE_N]
     p = E.sc[SC.OE_BYTES]
@@ -80,7 +81,7 @@ def oe_begin(E, session, size, type_byte):
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def md_begin(E, size, type_byte, locate):
     n = E.sc[SC.MD_N]
     p = E.sc[SC.MD_BYTES]
@@ -96,13 +97,13 @@ def md_begin(E, size, type_byte, locate):
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def put_token(b, p, hi, lo):
     w.put_key(b, p, hi, 8)
     w.put_key(b, p + 8, lo, 6)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def send_canceled(E, s, hi, lo, decrement, reason):
     E.counters[E.cancel_counter[reason]] += 1
     p = oe_begin(E, s, w.S_CANCELED, w.T_CANCELED)
@@ -113,7 +114,7 @@ def send_canceled(E, s, hi, lo, decrement, reason):
     b[p + w.F_CANCELED_REASON] = reason
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def send_rejected(E, s, hi, lo, reason):
     E.counters[E.reject_counter[reason]] += 1
     p = oe_begin(E, s, w.S_REJECTED, w.T_REJECTED)
@@ -123,7 +124,7 @@ def send_rejected(E, s, hi, lo, reason):
     b[p + w.F_REJECTED_REASON] = reason
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def send_executed(E, s, hi, lo, shares, price, liquidity, match):
     p = oe_begin(E, s, w.S_EXECUTED, w.T_EXECUTED)
     b = E.oe_buf
@@ -142,7 +143,7 @@ def send_system_event(E, s, code):
     E.oe_buf[p + w.F_OSYS_EVENT_CODE] = code
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def publish_add(E, sym, ref, side_code, shares, price):
     p = md_begin(E, w.S_ADD, w.T_ADD, sym + 1)
     b = E.md_buf
@@ -153,13 +154,13 @@ def publish_add(E, sym, ref, side_code, shares, price):
     w.put_u32(b, p + w.F_ADD_PRICE, price)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def publish_delete(E, sym, ref):
     p = md_begin(E, w.S_DELETE, w.T_DELETE, sym + 1)
     w.put_u64(E.md_buf, p + w.F_DELETE_ORDER_REF, ref)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def publish_cancel(E, sym, ref, shares):
     p = md_begin(E, w.S_XCANCEL, w.T_XCANCEL, sym + 1)
     w.put_u64(E.md_buf, p + w.F_XCANCEL_ORDER_REF, ref)
@@ -175,13 +176,13 @@ def publish_system_event(E, code):
 # -- time, references --------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def at(E, ts):
     E.sc[SC.TS] = ts
     E.sc[SC.TOD] = ts % NS_PER_DAY
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def alloc_ref(E):
     ref = E.sc[SC.NEXT_REF]
     E.sc[SC.NEXT_REF] = ref + 1
@@ -238,12 +239,12 @@ def core_close(E, ts):
 # -- static checks (ouch.validate_enter / validate_replace) -----------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def is_day(tif):
     return tif == TIF_DAY_A or tif == TIF_DAY_B
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def validate_terms(shares, price, tif, display, min_qty, market_allowed):
     market = price == MARKET
     if not (display == CH_Y or display == CH_A or display == CH_N or display == CH_P
@@ -260,7 +261,7 @@ def validate_terms(shares, price, tif, display, min_qty, market_allowed):
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def validate_enter(b, p):
     side = b[p + w.F_ENTER_SIDE]
     tif = w.get_u32(b, p + w.F_ENTER_TIF)
@@ -300,12 +301,12 @@ def validate_replace(b, p):
 # -- risk gate (refmodel/risk.py) --------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def killed(E, s):
     return E.sc[SC.VENUE_KILLED] != 0 or E.session_killed[s]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def rate_ok(E, s):
     window = E.sc[SC.TS] >> E.venue[V.RATE_LOG2]
     if window != E.rate_window[s]:
@@ -315,7 +316,7 @@ def rate_ok(E, s):
     return E.rate_count[s] <= E.sess_rate_limit[s]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def risk_terms(E, s, sym, buy, shares, price):
     market = price == MARKET
     if not market and price % E.sym_tick[sym] != 0:
@@ -333,7 +334,7 @@ def risk_terms(E, s, sym, buy, shares, price):
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def find_symbol(E, stock):
     for i in range(E.venue[V.N_SYM]):
         if E.sym_stock[i] == stock:
@@ -341,7 +342,7 @@ def find_symbol(E, stock):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def find_session(E, hi, lo):
     for i in range(E.venue[V.N_SESS]):
         if E.sess_name_hi[i] == hi and E.sess_name_lo[i] == lo:
@@ -352,18 +353,18 @@ def find_session(E, hi, lo):
 # -- matching -------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def crosses(o, price):
     return price <= o.price if o.side == BUY else price >= o.price
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def marketable(E, o):
     opp = 1 - o.side
     return E.lv_count[o.symbol, opp] > 0 and crosses(o, E.lv_price[o.symbol, opp, 0])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def same_firm_blocks(E, o, slot):
     return o.stp != STP_NONE and E.pool_firm[slot] == o.firm
 
@@ -388,7 +389,7 @@ def executable(E, o):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def remove_order(E, slot):
     book_unlink(E, slot)
     tm_delete(E, E.pool_bucket[slot], E.pool_session[slot], E.pool_tok_hi[slot],
@@ -405,7 +406,7 @@ def cancel_resting(E, slot, reason):
     remove_order(E, slot)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def execute(E, o, slot):
     qty = min(o.leaves, E.pool_leaves[slot])
     price = E.pool_price[slot]
@@ -460,7 +461,7 @@ def match_order(E, o):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def rest(E, o, publish):
     slot = pool_alloc(E)
     E.pool_symbol[slot] = o.symbol
@@ -485,7 +486,7 @@ def rest(E, o, publish):
         publish_add(E, o.symbol, o.ref, o.side_code, o.leaves, o.price)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def finish(E, o, stopped):
     if o.leaves == 0:
         return
@@ -503,7 +504,7 @@ def finish(E, o, stopped):
 def enter(E, s, b, p):
     E.counters[C.MSG_ENTER] += 1
     hi = w.get_u64(b, p + w.F_ENTER_TOKEN)
-    lo = w.get_bytes_u64(b, p + w.F_ENTER_TOKEN + 8, 6)
+    lo = w.get_u64(b, p + w.F_ENTER_TOKEN + 6) & MASK48
     reason = validate_enter(b, p)
     side_code = b[p + w.F_ENTER_SIDE]
     shares = w.get_u32(b, p + w.F_ENTER_SHARES)
@@ -562,7 +563,7 @@ def enter(E, s, b, p):
     finish(E, o, match_order(E, o))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def send_accepted(E, s, b, p, ref, firm_bytes):
     """Accepted echoing the Enter Order at b[p:], with the given firm and reference."""
     q = oe_begin(E, s, w.S_ACCEPTED, w.T_ACCEPTED)
@@ -585,7 +586,7 @@ def send_accepted(E, s, b, p, ref, firm_bytes):
     o[q + w.F_ACCEPTED_BBO_WEIGHT] = SPACE
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def entry_checks(E, o):
     if tm_lookup(E, o.bucket, o.session, o.tok_hi, o.tok_lo) != NIL:
         return REJ_DUP
@@ -611,9 +612,9 @@ def entry_checks(E, o):
 def replace(E, s, b, p):
     E.counters[C.MSG_REPLACE] += 1
     old_hi = w.get_u64(b, p + w.F_REPLACE_EXISTING_TOKEN)
-    old_lo = w.get_bytes_u64(b, p + w.F_REPLACE_EXISTING_TOKEN + 8, 6)
+    old_lo = w.get_u64(b, p + w.F_REPLACE_EXISTING_TOKEN + 6) & MASK48
     new_hi = w.get_u64(b, p + w.F_REPLACE_REPLACEMENT_TOKEN)
-    new_lo = w.get_bytes_u64(b, p + w.F_REPLACE_REPLACEMENT_TOKEN + 8, 6)
+    new_lo = w.get_u64(b, p + w.F_REPLACE_REPLACEMENT_TOKEN + 6) & MASK48
     shares = w.get_u32(b, p + w.F_REPLACE_SHARES)
     price = w.get_u32(b, p + w.F_REPLACE_PRICE)
     tif = w.get_u32(b, p + w.F_REPLACE_TIF)
@@ -759,7 +760,7 @@ def replace_to_back(E, o, slot, old_hi, old_lo):
 def cancel(E, s, b, p):
     E.counters[C.MSG_CANCEL] += 1
     hi = w.get_u64(b, p + w.F_CANCEL_TOKEN)
-    lo = w.get_bytes_u64(b, p + w.F_CANCEL_TOKEN + 8, 6)
+    lo = w.get_u64(b, p + w.F_CANCEL_TOKEN + 6) & MASK48
     shares = w.get_u32(b, p + w.F_CANCEL_SHARES)
     slot = tm_lookup(E, tm_bucket(E, s, hi, lo), s, hi, lo)
     if slot == NIL or shares >= E.pool_leaves[slot]:

@@ -71,51 +71,36 @@ def parse_frame(E, b, off, n):
 # -- egress -------------------------------------------------------------------------
 
 
-@njit(cache=True)
-def write_frame(E, ts, dst_mac, dst_ip, src_port, dst_port, session, seq, count,
-                buf, offs, lens, first, last):
-    """One UDP frame: MoldUDP64 header (session, seq, count) and the blocks
-    buf[offs[i]:offs[i]+lens[i]] for i in [first, last)."""
-    payload = w.S_MOLD
-    for i in range(first, last):
-        payload += 2 + lens[i]
+@njit(cache=True, inline="always")
+def write_frame(E, ts, dest, seq, count, buf, offs, lens, first, last):
+    """One UDP frame to destination `dest` (a session index, or the feed after the
+    sessions): its header template, the MoldUDP64 sequence and count, and the
+    blocks buf[offs[i]:offs[i]+lens[i]] for i in [first, last).  Checksums add
+    the template's precomputed sums to the sum of what changes."""
     o = E.out_buf
     q = E.sc[SC.OUT_BYTES]
-    size = w.HEADERS + payload
-    w.put_u48(o, q + w.F_ETH_DST, dst_mac)
-    w.put_u48(o, q + w.F_ETH_SRC, E.venue[V.MAC])
-    w.put_u16(o, q + w.F_ETH_ETHERTYPE, 0x0800)
-    ip = q + IP0
-    o[ip + w.F_IP_VERSION_IHL] = 0x45
-    o[ip + w.F_IP_DSCP_ECN] = 0
-    w.put_u16(o, ip + w.F_IP_TOTAL_LENGTH, w.S_IP + w.S_UDP + payload)
-    w.put_u16(o, ip + w.F_IP_IDENTIFICATION, 0)
-    w.put_u16(o, ip + w.F_IP_FLAGS_FRAGMENT, 0x4000)
-    o[ip + w.F_IP_TTL] = E.venue[V.TTL]
-    o[ip + w.F_IP_PROTOCOL] = 17
-    w.put_u16(o, ip + w.F_IP_CHECKSUM, 0)
-    w.put_u32(o, ip + w.F_IP_SRC, E.venue[V.IP])
-    w.put_u32(o, ip + w.F_IP_DST, dst_ip)
-    w.put_u16(o, ip + w.F_IP_CHECKSUM, ~w.ones_sum(o, ip, w.S_IP, 0) & 0xFFFF)
-    udp = q + UDP0
-    udp_len = w.S_UDP + payload
-    w.put_u16(o, udp + w.F_UDP_SRC_PORT, src_port)
-    w.put_u16(o, udp + w.F_UDP_DST_PORT, dst_port)
-    w.put_u16(o, udp + w.F_UDP_LENGTH, udp_len)
-    w.put_u16(o, udp + w.F_UDP_CHECKSUM, 0)
+    w.copy_bytes(o, q, E.tpl[dest], 0, w.HEADERS + 10)
     m = q + PAY0
-    w.copy_bytes(o, m + w.F_MOLD_SESSION, session, 0, 10)
     w.put_u64(o, m + w.F_MOLD_SEQUENCE, seq)
     w.put_u16(o, m + w.F_MOLD_COUNT, count)
     p = m + w.S_MOLD
     for i in range(first, last):
-        w.put_u16(o, p, lens[i])
-        w.copy_bytes(o, p + 2, buf, offs[i], lens[i])
-        p += 2 + lens[i]
-    src = E.venue[V.IP]
-    pseudo = (src >> 16) + (src & 0xFFFF) + (dst_ip >> 16) + (dst_ip & 0xFFFF) + 17 + udp_len
-    csum = ~w.ones_sum(o, udp, udp_len, pseudo) & 0xFFFF
-    w.put_u16(o, udp + w.F_UDP_CHECKSUM, csum if csum != 0 else 0xFFFF)
+        n = lens[i]
+        w.put_u16(o, p, n)
+        w.copy_bytes(o, p + 2, buf, offs[i], n)
+        p += 2 + n
+    payload = p - m
+    udp_len = w.S_UDP + payload
+    ip_total = w.S_IP + udp_len
+    w.put_u16(o, q + IP0 + w.F_IP_TOTAL_LENGTH, ip_total)
+    w.put_u16(o, q + IP0 + w.F_IP_CHECKSUM,
+              ~w.fold16(np.uint64(E.tpl_ip_sum[dest] + ip_total)) & 0xFFFF)
+    w.put_u16(o, q + UDP0 + w.F_UDP_LENGTH, udp_len)
+    variable = (E.tpl_udp_sum[dest] + 2 * udp_len + (seq >> 48) + ((seq >> 32) & 0xFFFF)
+                + ((seq >> 16) & 0xFFFF) + (seq & 0xFFFF) + count)
+    csum = ~w.ones_sum(o, m + w.S_MOLD, payload - w.S_MOLD, variable) & 0xFFFF
+    w.put_u16(o, q + UDP0 + w.F_UDP_CHECKSUM, csum if csum != 0 else 0xFFFF)
+    size = p - q
     while size < MIN_FRAME:
         o[q + size] = 0
         size += 1
@@ -141,9 +126,7 @@ def flush_message(E, ts):
         while j < n and E.oe_sess[j] == s and size + 2 + E.oe_len[j] <= max_payload:
             size += 2 + E.oe_len[j]
             j += 1
-        write_frame(E, ts, E.sess_mac[s], E.sess_ip[s], E.venue[V.OE_PORT], E.sess_port[s],
-                    E.sess_name_bytes[s], E.oe_seq[s], j - i, E.oe_buf, E.oe_off, E.oe_len,
-                    i, j)
+        write_frame(E, ts, s, E.oe_seq[s], j - i, E.oe_buf, E.oe_off, E.oe_len, i, j)
         E.oe_seq[s] += j - i
         i = j
     n = E.sc[SC.MD_N]
@@ -154,9 +137,8 @@ def flush_message(E, ts):
         while j < n and size + 2 + E.md_len[j] <= max_payload:
             size += 2 + E.md_len[j]
             j += 1
-        write_frame(E, ts, E.venue[V.FEED_MAC], E.venue[V.FEED_IP], E.venue[V.FEED_SRC_PORT],
-                    E.venue[V.FEED_PORT], E.feed_session, E.sc[SC.FEED_SEQ], j - i,
-                    E.md_buf, E.md_off, E.md_len, i, j)
+        write_frame(E, ts, E.venue[V.N_SESS], E.sc[SC.FEED_SEQ], j - i, E.md_buf, E.md_off,
+                    E.md_len, i, j)
         E.sc[SC.FEED_SEQ] += j - i
         i = j
     E.sc[SC.OE_N] = 0
@@ -177,15 +159,14 @@ def venue_close(E, ts):
     if E.sc[SC.MODE] != MODE_LOOPBACK:
         core_close(E, ts)
         flush_message(E, ts)
-        write_frame(E, ts, E.venue[V.FEED_MAC], E.venue[V.FEED_IP], E.venue[V.FEED_SRC_PORT],
-                    E.venue[V.FEED_PORT], E.feed_session, E.sc[SC.FEED_SEQ],
-                    COUNT_END_OF_SESSION, E.md_buf, E.md_off, E.md_len, 0, 0)
+        write_frame(E, ts, E.venue[V.N_SESS], E.sc[SC.FEED_SEQ], COUNT_END_OF_SESSION,
+                    E.md_buf, E.md_off, E.md_len, 0, 0)
 
 
 # -- the session layer and the frame loop ------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def message_size(type_byte):
     if type_byte == w.T_ENTER:
         return w.S_ENTER
@@ -200,7 +181,7 @@ def message_size(type_byte):
     return -1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def blocks_fit(b, pp, pl, count):
     """The message blocks exactly fill the payload (refmodel moldudp64.parse_packet)."""
     pos = pp + w.S_MOLD

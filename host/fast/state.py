@@ -15,6 +15,7 @@ one integer each; a session name (10 bytes) as hi (0-7) and lo (8-9).
 
 from __future__ import annotations
 
+import struct
 from collections import Counter, namedtuple
 from enum import IntEnum
 
@@ -24,7 +25,18 @@ from numba.experimental import structref
 
 from tickcore.refmodel import ouch
 from tickcore.refmodel.config import STP_MODES
-from tickcore.refmodel.packet import DROP_REASONS
+from tickcore.refmodel.packet import (
+    DROP_REASONS,
+    ETHERNET,
+    ETHERTYPE_IPV4,
+    IP_FLAG_DF,
+    IPV4,
+    IPV4_VERSION_IHL,
+    PROTO_UDP,
+    UDP,
+    ones_complement_sum,
+)
+from tickcore.refmodel.packet import HEADERS_SIZE as HEADERS
 
 # -- counters: the refmodel names, one index each --------------------------------
 
@@ -77,6 +89,7 @@ FIELDS = ([
     "sess_firm_index", "sess_stp", "sess_admin", "sess_mac", "sess_ip", "sess_port",
     "sess_max_qty", "sess_max_notional", "sess_rate_limit",
     "reject_counter", "cancel_counter",
+    "tpl", "tpl_ip_sum", "tpl_udp_sum",     # frame header templates per destination
     # order pool
     "pool_symbol", "pool_side", "pool_side_code", "pool_price", "pool_leaves", "pool_ref",
     "pool_session", "pool_firm", "pool_tok_hi", "pool_tok_lo", "pool_display",
@@ -130,6 +143,29 @@ def _key(text: str, size: int) -> int:
     return int.from_bytes(text.encode("latin-1").ljust(size, b" ")[:size], "big")
 
 
+def header_templates(cfg):
+    """Per destination (each session, then the feed) the constant frame header:
+    Ethernet, IPv4 and UDP with lengths and checksums zero, and the MoldUDP64
+    session name; with the ones' complement sums of the constant IPv4 header
+    and of the UDP pseudo-header, ports and session (refmodel packet layouts)."""
+    dests = [(s.mac, s.ip, cfg.oe_port, s.port, s.name) for s in cfg.sessions]
+    dests.append((cfg.feed_mac, cfg.feed_ip, cfg.feed_src_port, cfg.feed_port, cfg.feed_session))
+    tpl = np.zeros((len(dests), HEADERS + 10), np.uint8)
+    ip_sum = np.zeros(len(dests), np.int64)
+    udp_sum = np.zeros(len(dests), np.int64)
+    for d, (mac, ip, sport, dport, session) in enumerate(dests):
+        ip_hdr = IPV4.pack((IPV4_VERSION_IHL, 0, 0, 0, IP_FLAG_DF, cfg.ttl, PROTO_UDP, 0,
+                            cfg.ip, ip))
+        udp_hdr = UDP.pack((sport, dport, 0, 0))
+        name = session.encode("latin-1")
+        tpl[d] = np.frombuffer(ETHERNET.pack((mac, cfg.mac, ETHERTYPE_IPV4)) + ip_hdr
+                               + udp_hdr + name, np.uint8)
+        ip_sum[d] = ones_complement_sum(ip_hdr)
+        pseudo = struct.pack("!IIBB", cfg.ip, ip, 0, PROTO_UDP)
+        udp_sum[d] = ones_complement_sum(pseudo + udp_hdr + name)
+    return tpl, ip_sum, udp_sum
+
+
 def max_records_per_message(cfg) -> int:
     """An upper bound on the records one inbound message can cause."""
     return 2 * cfg.capacity.orders + 2 * len(cfg.sessions) + 2 * len(cfg.symbols) + 16
@@ -161,6 +197,7 @@ def new_engine(cfg, mode: str, out_bytes: int, lat_samples: int = 0):
     sc[SC.LAT_ON] = lat_samples > 0
     sc[SC.MODE] = MODE_MATCH if mode == "match" else MODE_LOOPBACK
     u8 = np.uint8
+    tpl, tpl_ip_sum, tpl_udp_sum = header_templates(cfg)
     arrays = Arrays(
         venue=venue,
         feed_session=np.frombuffer(cfg.feed_session.encode("latin-1"), u8).copy(),
@@ -187,6 +224,7 @@ def new_engine(cfg, mode: str, out_bytes: int, lat_samples: int = 0):
         sess_max_notional=np.array([s.max_notional for s in cfg.sessions], np.uint64),
         sess_rate_limit=np.array([s.rate_limit for s in cfg.sessions], np.int64),
         reject_counter=REJECT_COUNTER, cancel_counter=CANCEL_COUNTER,
+        tpl=tpl, tpl_ip_sum=tpl_ip_sum, tpl_udp_sum=tpl_udp_sum,
         pool_symbol=np.zeros(n, np.int64), pool_side=np.zeros(n, np.int64),
         pool_side_code=np.zeros(n, u8), pool_price=np.zeros(n, np.int64),
         pool_leaves=np.zeros(n, np.int64), pool_ref=np.zeros(n, np.int64),

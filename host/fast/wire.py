@@ -42,17 +42,17 @@ for _prefix, _layout in _LAYOUTS.items():
 HEADERS = ETHERNET.size + IPV4.size + UDP.size
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def get_u16(b, p):
     return (np.int64(b[p]) << 8) | np.int64(b[p + 1])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def get_u32(b, p):
     return (get_u16(b, p) << 16) | get_u16(b, p + 2)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def get_u48(b, p):
     return (get_u16(b, p) << 32) | get_u32(b, p + 2)
 
@@ -98,13 +98,13 @@ def copy_bytes(typingctx, dst, dp, src, sp, n):
     return types.void(dst, dp, src, sp, n), codegen
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def get_u64(b, p):
     """Unsigned 64-bit big-endian, as uint64 (keys and token halves)."""
     return bswap64(load_u64_le(b, p))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def get_bytes_u64(b, p, n):
     """Up to 8 bytes as a big-endian uint64 (alpha fields as comparable keys)."""
     v = np.uint64(0)
@@ -113,18 +113,18 @@ def get_bytes_u64(b, p, n):
     return v
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def put_u8(b, p, v):
     b[p] = v & 0xFF
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def put_u16(b, p, v):
     b[p] = (v >> 8) & 0xFF
     b[p + 1] = v & 0xFF
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def put_u32(b, p, v):
     b[p] = (v >> 24) & 0xFF
     b[p + 1] = (v >> 16) & 0xFF
@@ -132,18 +132,18 @@ def put_u32(b, p, v):
     b[p + 3] = v & 0xFF
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def put_u48(b, p, v):
     put_u16(b, p, v >> 32)
     put_u32(b, p + 2, v & 0xFFFFFFFF)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def put_u64(b, p, v):
     store_u64_le(b, p, bswap64(np.uint64(v)))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def put_key(b, p, v, n):
     """Write the low n bytes of a uint64 key big-endian (inverse of get_bytes_u64)."""
     if n == 8:
@@ -154,14 +154,14 @@ def put_key(b, p, v, n):
         v = v >> np.uint64(8)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def fold16(s):
     while s >> np.uint64(16):
         s = (s & np.uint64(0xFFFF)) + (s >> np.uint64(16))
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ones_sum(b, p, n, initial):
     """16-bit ones' complement sum of n bytes at p (odd length padded with zero),
     plus `initial`.  Sums 8-byte little-endian words and swaps the folded result:
