@@ -16,7 +16,7 @@ import time
 
 from tickcore.refmodel.config import ConfigError, load_config
 from tickcore.refmodel.decode import decode_records
-from tickcore.refmodel.pcap import PcapError, read_pcap, write_pcap
+from tickcore.refmodel.pcap import PcapError, write_pcap
 from tickcore.refmodel.venue import MODES
 
 from . import engines
@@ -60,9 +60,11 @@ def _config(args):
         raise CliError(f"configuration: {exc}") from None
 
 
-def _read(path: str) -> list:
+def _read(path: str):
+    """The frames of a pcap file, as FrameArrays (a sequence of (ts, frame))."""
+    from .fast.frames import FrameArrays
     try:
-        return list(read_pcap(path))
+        return FrameArrays.from_pcap(path)
     except FileNotFoundError:
         raise CliError(f"{path}: no such file") from None
     except PcapError as exc:
@@ -73,12 +75,17 @@ def _read(path: str) -> list:
 
 def _write(path: str, records) -> int:
     try:
+        if hasattr(records, "write_pcap"):
+            return records.write_pcap(path)
         return write_pcap(path, records)
     except OSError as exc:
         raise CliError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 def digest(records) -> str:
+    """SHA-256 over every record as 8-byte big-endian ts, 4-byte length, frame."""
+    if hasattr(records, "sha256"):
+        return records.sha256()
     h = hashlib.sha256()
     for ts, frame in records:
         h.update(ts.to_bytes(8, "big"))
@@ -247,6 +254,26 @@ def cmd_sim(args) -> int:
         raise CliError(str(exc), exc.code) from None
 
 
+# -- bench -------------------------------------------------------------------
+
+
+def cmd_bench(args) -> int:
+    from .bench import json_report, run_bench, text_report
+    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+    unknown = set(engines) - {"reference", "software", "peer"}
+    if unknown:
+        raise CliError(f"unknown engine(s) for bench: {', '.join(sorted(unknown))}")
+    if args.orders < 1000:
+        raise CliError("--orders must be at least 1000")
+    progress = None if args.json or args.quiet else \
+        (lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
+    result = run_bench(orders=args.orders, seed=args.seed, repeat=args.repeat,
+                       serve=not args.no_serve, serve_samples=args.serve_samples,
+                       engines=engines, progress=progress)
+    print(json_report(result) if args.json else text_report(result))
+    return EXIT_OK
+
+
 # -- parser ------------------------------------------------------------------
 
 
@@ -305,6 +332,24 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_demo)
 
     from . import serve, serve_replay
+    b = sub.add_parser("bench", help="benchmark the engines side by side and the live venue",
+                       description="Throughput and per-message latency of refmodel, the fast "
+                                   "engine and a peer order-book library on one generated "
+                                   "flow, and the serve round trip over loopback.")
+    b.add_argument("--orders", type=int, default=200_000, help="flow size (default 200000)")
+    b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--repeat", type=int, default=3, help="runs per engine; medians reported")
+    b.add_argument("--engines", default="reference,software,peer",
+                   help="comma-separated subset of reference,software,peer")
+    b.add_argument("--no-serve", action="store_true", help="skip the serve round trip")
+    b.add_argument("--serve-samples", type=int, default=5_000,
+                   help="round trips per transport (default 5000)")
+    b.add_argument("--json", action="store_true",
+                   help="one JSON object: a key per engine with msgs_per_s, p50_ns, p99_ns, "
+                        "p999_ns")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    b.set_defaults(func=cmd_bench)
+
     sv = sub.add_parser("serve", help="run the live venue (SoupBinTCP/OUCH, UDP, ITCH feed)",
                         description="The engine as a live venue; see docs/serve.md.")
     serve.add_arguments(sv)

@@ -1,7 +1,8 @@
 """Engine selection for `tickcore run`: one interface over every engine.
 
-An engine takes (configuration, mode, [(ts, frame)]) and returns a `RunResult`
-with the output records and the counters.  All engines must give
+An engine takes (configuration, mode, frames) and returns a `RunResult` with
+the output records and the counters; frames and outputs are sequences of
+(ts, frame) (a list, or host/fast/frames.FrameArrays).  All engines must give
 byte-identical outputs and identical counters for the same inputs.
 """
 
@@ -31,8 +32,9 @@ class RunResult:
     notes: list = field(default_factory=list)
 
 
-def run_reference(cfg, mode: str, records: list) -> RunResult:
+def run_reference(cfg, mode: str, records) -> RunResult:
     venue = Venue(cfg, mode)
+    records = list(records)
     t0 = time.perf_counter()
     outputs = list(run_records(cfg, records, venue=venue))
     seconds = time.perf_counter() - t0
@@ -44,7 +46,7 @@ def run_reference(cfg, mode: str, records: list) -> RunResult:
     return RunResult("reference", outputs, venue.all_counters(), seconds, top)
 
 
-def run_software(cfg, mode: str, records: list) -> RunResult:
+def run_software(cfg, mode: str, records) -> RunResult:
     from .fast.engine import FastEngine
     engine = FastEngine(cfg, mode)
     t0 = time.perf_counter()

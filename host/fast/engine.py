@@ -1,11 +1,11 @@
 """The fast software engine: the same pipeline as refmodel.venue, compiled.
 
     engine = FastEngine(cfg, "match")
-    outputs = engine.run(records)        # [(ts, frame)], byte-identical to refmodel
+    outputs = engine.run(records)        # FrameArrays: (ts, frame) pairs, byte-identical
     engine.counters()                    # refmodel counter names
 
-Inbound frames are packed into one numpy buffer; the compiled loop
-(pipeline.process_frames) parses, matches and frames them into an output
+Inbound frames are held in one numpy buffer (frames.FrameArrays); the compiled
+loop (pipeline.process_frames) parses, matches and frames them into an output
 buffer that this wrapper drains whenever it runs low.  Compiled code is cached
 on disk by numba (first use compiles for a few seconds; later starts load the
 cache).
@@ -13,22 +13,13 @@ cache).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
+from .frames import FrameArrays
 from .pipeline import process_frames, venue_close, venue_open
 from .state import SC, counters_of, new_engine, output_reserve
-
-
-def pack_frames(records):
-    """(buffer, offsets, lengths, timestamps) numpy arrays for [(ts, frame)]."""
-    frames = [f for _, f in records]
-    lengths = np.fromiter((len(f) for f in frames), np.int64, len(frames))
-    offsets = np.zeros(len(frames), np.int64)
-    if len(frames) > 1:
-        np.cumsum(lengths[:-1], out=offsets[1:])
-    buf = np.frombuffer(b"".join(frames) or b"\0", np.uint8)
-    ts = np.fromiter((t for t, _ in records), np.int64, len(frames))
-    return buf, offsets, lengths, ts
 
 
 class FastEngine:
@@ -42,36 +33,38 @@ class FastEngine:
         self.reserve = output_reserve(cfg)
         self.kernel_seconds = 0.0
 
-    def _drain(self, out: list) -> None:
-        E = self.arrays
-        n = int(E.sc[SC.OUT_N])
+    def _drain(self, parts: list) -> None:
+        a = self.arrays
+        n = int(a.sc[SC.OUT_N])
         if n:
-            data = E.out_buf[:E.sc[SC.OUT_BYTES]].tobytes()
-            for off, length, ts in zip(E.out_off[:n].tolist(), E.out_len[:n].tolist(),
-                                       E.out_ts[:n].tolist(), strict=True):
-                out.append((ts, data[off:off + length]))
-        E.sc[SC.OUT_N] = 0
-        E.sc[SC.OUT_BYTES] = 0
+            parts.append(FrameArrays(a.out_buf[:a.sc[SC.OUT_BYTES]].copy(),
+                                     a.out_off[:n].copy(), a.out_len[:n].copy(),
+                                     a.out_ts[:n].copy()))
+        a.sc[SC.OUT_N] = 0
+        a.sc[SC.OUT_BYTES] = 0
 
-    def run(self, records) -> list:
-        """Open at the first record's time, process every frame, close at the last's."""
-        import time
-        records = list(records)
-        out: list = []
-        if not records:
-            return out
-        buf, offsets, lengths, ts = pack_frames(records)
+    def run(self, frames) -> FrameArrays:
+        """Open at the first frame's time, process every frame, close at the last's.
+
+        `frames`: a FrameArrays, or any iterable of (timestamp_ns, frame)."""
+        if not isinstance(frames, FrameArrays):
+            frames = FrameArrays.from_records(frames)
+        parts: list = []
+        n = len(frames)
+        if not n:
+            return FrameArrays.concatenate(parts)
         E = self.E
-        venue_open(E, int(ts[0]))
-        f, n = 0, len(records)
+        venue_open(E, int(frames.ts[0]))
+        f = 0
         while f < n:
             t0 = time.perf_counter()
-            f = process_frames(E, buf, offsets, lengths, ts, f, n, self.reserve)
+            f = process_frames(E, frames.buf, frames.offsets, frames.lengths, frames.ts, f, n,
+                               self.reserve)
             self.kernel_seconds += time.perf_counter() - t0
-            self._drain(out)
-        venue_close(E, int(ts[-1]))
-        self._drain(out)
-        return out
+            self._drain(parts)
+        venue_close(E, int(frames.ts[-1]))
+        self._drain(parts)
+        return FrameArrays.concatenate(parts)
 
     def counters(self):
         return counters_of(self.arrays)

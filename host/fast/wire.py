@@ -220,3 +220,9 @@ def rdtsc(typingctx):
         fn = builder.module.declare_intrinsic("llvm.readcyclecounter", fnty=fnty)
         return builder.call(fn, [])
     return types.uint64(), codegen
+
+
+@njit(cache=True)
+def read_cycles():
+    """The cycle counter, callable from Python (to calibrate its rate)."""
+    return rdtsc()
