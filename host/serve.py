@@ -72,6 +72,7 @@ class ServeOptions:
     login_burst: float = 20.0
     max_packet: int = 1024              # largest inbound SoupBinTCP Packet Length
     max_output_buffer: int = 8 << 20    # bytes queued to a client before it is dropped
+    tcp_sndbuf: int = 0                 # SO_SNDBUF of client connections (0: the OS's)
     feed_heartbeat: float = 1.0
     retrans_rate: float = 2000.0
     test_clock: tuple | None = None     # (start, step): synthetic ingress timestamps
@@ -150,11 +151,16 @@ class SoupBinConnection(asyncio.Protocol):
         s.connections.add(self)
         s.counters["tcp_connections"] += 1
         transport.set_write_buffer_limits(high=256 << 10, low=64 << 10)
+        if s.options.tcp_sndbuf:
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, s.options.tcp_sndbuf)
 
     def connection_lost(self, exc) -> None:
         s = self.server
         if self.refused:
             return
+        self.closing = True
+        self.live = False
         s.connections.discard(self)
         if self.session is None:
             s.pending_logins -= 1
@@ -801,7 +807,8 @@ def options_from_args(args) -> ServeOptions:
         heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
         login_timeout=args.login_timeout, max_connections=args.max_connections,
         login_rate=args.login_rate, max_packet=args.max_packet,
-        max_output_buffer=args.max_output_buffer, feed_heartbeat=args.feed_heartbeat,
+        max_output_buffer=args.max_output_buffer, tcp_sndbuf=args.tcp_sndbuf,
+        feed_heartbeat=args.feed_heartbeat,
         test_clock=_test_clock(args.test_clock))
 
 
@@ -856,6 +863,8 @@ def add_arguments(p) -> None:
                    help="largest inbound SoupBinTCP packet length (default 1024)")
     p.add_argument("--max-output-buffer", type=int, default=8 << 20, metavar="BYTES",
                    help="bytes queued to one client before it is dropped (default 8 MiB)")
+    p.add_argument("--tcp-sndbuf", type=int, default=0, metavar="BYTES",
+                   help="kernel send buffer of each client connection (default: the OS's)")
     p.add_argument("--feed-heartbeat", type=float, default=1.0, metavar="S",
                    help="feed heartbeat after S idle seconds (0: none)")
     p.add_argument("--test-clock", metavar="START,STEP",
