@@ -88,7 +88,10 @@ def make_core(cfg, name: str = "reference"):
     [(session_index, OUCH record)] and md is [ITCH record], in emission order;
     `counters` is a Counter.
     """
-    from tickcore.refmodel.matcher import MatchingCore
-    if name in ("reference", "software"):
+    if name == "reference":
+        from tickcore.refmodel.matcher import MatchingCore
         return MatchingCore(cfg)
+    if name == "software":
+        from .fast.message_core import FastCore
+        return FastCore(cfg)
     raise EngineUnavailable(f"no per-message core for engine {name!r}")

@@ -80,6 +80,6 @@ def ns_since_midnight(ts_ns: int) -> int:
 # Stock Directory attributes tickcore publishes for every symbol (docs/protocol.md)
 DIRECTORY_ATTRIBUTES = dict(
     market_category="Q", financial_status="N", round_lots_only="N",
-    issue_classification="C", issue_subtype="Z", authenticity="P",
+    issue_classification="C", issue_subtype="Z ", authenticity="P",
     short_sale_threshold="N", ipo_flag="N", luld_tier="1", etp_flag="N",
     etp_leverage=0, inverse="N")

@@ -87,7 +87,7 @@ class MatchingCore:
             self._publish(itch.STOCK_DIRECTORY, sym.locate, stock=sym.stock,
                           round_lot_size=sym.round_lot, **itch.DIRECTORY_ATTRIBUTES)
             self._publish(itch.TRADING_ACTION, sym.locate, stock=sym.stock,
-                          trading_state=itch.TRADING_STATE_TRADING, reserved=" ", reason="")
+                          trading_state=itch.TRADING_STATE_TRADING, reserved=" ", reason="    ")
         for code in itch.OPENING_EVENTS:
             self._publish(itch.SYSTEM_EVENT, 0, event_code=code)
 

@@ -14,7 +14,9 @@ import numpy as np
 from numba import njit
 
 from . import wire as w
-from .core import at, core_close, core_open, find_session, handle
+from .core import at, find_session, handle
+from .core import core_close as core_close_day
+from .core import core_open as core_open_day
 from .state import DROP_BASE, MODE_LOOPBACK, SC, C, V
 
 COUNT_END_OF_SESSION = 0xFFFF
@@ -147,17 +149,41 @@ def flush_message(E, ts):
     E.sc[SC.MD_BYTES] = 0
 
 
+# -- per-message entry points (the live venue) and start/end of day ---------------------
+
+
+@njit(cache=True)
+def core_message(E, session, ts, b, type_byte):
+    """One decoded message of the right length at b[0:] into the core; its records
+    stay staged in E.oe_* / E.md_* (the live venue frames them itself)."""
+    at(E, ts)
+    handle(E, session, b, 0, type_byte, E.sc[SC.MODE] == MODE_LOOPBACK)
+
+
+@njit(cache=True)
+def core_open(E, ts):
+    """Start of day into the staging buffers (nothing in loopback mode)."""
+    if E.sc[SC.MODE] != MODE_LOOPBACK:
+        core_open_day(E, ts)
+
+
+@njit(cache=True)
+def core_close(E, ts):
+    """End of day into the staging buffers (nothing in loopback mode)."""
+    if E.sc[SC.MODE] != MODE_LOOPBACK:
+        core_close_day(E, ts)
+
+
 @njit(cache=True)
 def venue_open(E, ts):
-    if E.sc[SC.MODE] != MODE_LOOPBACK:
-        core_open(E, ts)
+    core_open(E, ts)
     flush_message(E, ts)
 
 
 @njit(cache=True)
 def venue_close(E, ts):
     if E.sc[SC.MODE] != MODE_LOOPBACK:
-        core_close(E, ts)
+        core_close_day(E, ts)
         flush_message(E, ts)
         write_frame(E, ts, E.venue[V.N_SESS], E.sc[SC.FEED_SEQ], COUNT_END_OF_SESSION,
                     E.md_buf, E.md_off, E.md_len, 0, 0)

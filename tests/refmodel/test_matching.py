@@ -238,6 +238,8 @@ def test_start_and_end_of_day():
     assert [r.event_code for r in md if type(r).__name__ == "ItchSystemEvent"] == \
         ["O", "S", "Q"]
     assert md[1].stock == "AAA".ljust(8) and md[1].round_lot_size == 100
+    for rec in [r for _, r in oe] + md:                 # records hold exact wire values
+        assert rec.layout.unpack(rec.layout.pack(rec)) == rec
     assert md[2].trading_state == "T"
     h.core.close(T0 + 5)
     oe, md = h.core.take()
