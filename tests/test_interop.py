@@ -108,3 +108,76 @@ def _itch_messages(cfg, out):
         _, dgram = parse_udp_frame(frame, mac=None, ip=None, port=None)
         header, messages = moldudp64.parse_packet(dgram.payload)
         yield d, messages[d["seq"] - header.sequence]
+
+
+OUCH_FIELDS = {  # tshark field -> our field, per message type (Wireshark's OUCH 4.x names)
+    "EnterOrder": {"ouch.order_token": "token", "ouch.shares": "shares",
+                   "ouch.stock": "stock", "ouch.min_quantity": "min_qty"},
+    "ReplaceOrder": {"ouch.existing_order_token": "existing_token",
+                     "ouch.replacement_order_token": "replacement_token",
+                     "ouch.shares": "shares"},
+    "CancelOrder": {"ouch.order_token": "token", "ouch.shares": "shares"},
+    "Accepted": {"ouch.order_token": "token", "ouch.shares": "shares", "ouch.stock": "stock",
+                 "ouch.order_reference_number": "order_ref", "ouch.firm": "firm"},
+    "Replaced": {"ouch.replacement_order_token": "replacement_token",
+                 "ouch.previous_order_token": "previous_token", "ouch.shares": "shares",
+                 "ouch.order_reference_number": "order_ref"},
+    "Canceled": {"ouch.order_token": "token", "ouch.decrement_shares": "decrement"},
+    "Executed": {"ouch.order_token": "token", "ouch.executed_shares": "shares",
+                 "ouch.match_number": "match_number"},
+    "Rejected": {"ouch.order_token": "token"},
+    "CancelReject": {"ouch.order_token": "token"},
+    "SystemEvent": {},
+}
+
+
+def test_tshark_reads_order_entry_as_ouch(flow, tmp_path):
+    """Every OUCH message of the flow (client requests and venue responses), carried
+    in SoupBinTCP over TCP as a real OUCH port would, decoded by Wireshark's OUCH
+    4.x dissector to the same field values."""
+    from tickcore.host import soupbintcp
+    from tickcore.host.serve_replay import build_tcp_frame
+    cfg, out, _ = flow
+    inbound = list(FlowGenerator(cfg, GenOptions(seed=11, orders=3000,
+                                                 malformed=0.01)).frames())
+    ours, frames, seq = [], [], {}
+    for d, raw in _oe_messages(cfg, inbound, "ouch_in") + _oe_messages(cfg, out, "ouch_out"):
+        to_venue = d["stream"] == "ouch_in"
+        key = (d["session"], to_venue)
+        pkt = soupbintcp.unsequenced(raw) if to_venue else soupbintcp.sequenced(raw)
+        client = cfg.session_by_name(d["session"].ljust(10))
+        ends = [(client.mac, client.ip, 50000 + client.index), (cfg.mac, cfg.ip, cfg.oe_port)]
+        (smac, sip, sport), (dmac, dip, dport) = ends if to_venue else ends[::-1]
+        frames.append((d["ts"], build_tcp_frame(
+            src_mac=smac, dst_mac=dmac, src_ip=sip, dst_ip=dip, src_port=sport,
+            dst_port=dport, seq=seq.get(key, 1), ack=1, payload=pkt, ttl=64)))
+        seq[key] = seq.get(key, 1) + len(pkt)
+        ours.append(d)
+    path = tmp_path / "ouch.pcap"
+    write_pcap(path, frames)
+    fields = sorted({f for m in OUCH_FIELDS.values() for f in m})
+    rows = tshark(path, "-d", f"tcp.port=={cfg.oe_port},soupbintcp", "-T", "fields",
+                  "-e", "ouch.packet_type", *[x for f in fields for x in ("-e", f)])
+    assert len(rows) == len(ours)
+    seen = set()
+    for row, d in zip(rows, ours, strict=True):
+        values = dict(zip(fields, row[1:], strict=True))
+        assert row[0].strip("'") == (d["msg_type"] if d["type"] != "Replaced" else "U"), d
+        for theirs, mine in OUCH_FIELDS[d["type"]].items():
+            assert values[theirs].strip() == str(d[mine]).strip(), (d, theirs, values[theirs])
+        seen.add(d["type"])
+    assert seen == set(OUCH_FIELDS), f"not every OUCH message type was exercised: {seen}"
+
+
+def _oe_messages(cfg, records, stream):
+    out = []
+    for d in decode_records(cfg, records):
+        if d.get("stream") != stream or "error" in d or d["type"] in (
+                "Heartbeat", "MassCancel", "KillSwitch") \
+                or cfg.session_by_name(d["session"].ljust(10)) is None:
+            continue
+        frame = records[d["frame"]][1]
+        _, dgram = parse_udp_frame(frame, mac=None, ip=None, port=None)
+        header, messages = moldudp64.parse_packet(dgram.payload)
+        out.append((d, messages[d["seq"] - header.sequence]))
+    return out
