@@ -162,14 +162,21 @@ def tm_bucket(E, session, hi, lo):
 
 
 @njit(cache=True, inline="always")
-def tm_lookup(E, b, session, hi, lo):
-    """The slot of (session, token) in bucket b, or NIL."""
+def tm_way(E, b, session, hi, lo):
+    """The way of bucket b holding (session, token), or NIL."""
     tm_slot = E.tm_slot
     for way in range(E.venue[V.WAYS]):
         if tm_slot[b, way] != NIL and E.tm_hi[b, way] == hi and E.tm_lo[b, way] == lo \
                 and E.tm_session[b, way] == session:
-            return tm_slot[b, way]
+            return way
     return NIL
+
+
+@njit(cache=True, inline="always")
+def tm_lookup(E, b, session, hi, lo):
+    """The slot of (session, token) in bucket b, or NIL."""
+    way = tm_way(E, b, session, hi, lo)
+    return NIL if way == NIL else E.tm_slot[b, way]
 
 
 @njit(cache=True, inline="always")
@@ -194,9 +201,6 @@ def tm_insert(E, b, session, hi, lo, slot):
 
 @njit(cache=True, inline="always")
 def tm_delete(E, b, session, hi, lo):
-    tm_slot = E.tm_slot
-    for way in range(E.venue[V.WAYS]):
-        if tm_slot[b, way] != NIL and E.tm_hi[b, way] == hi and E.tm_lo[b, way] == lo \
-                and E.tm_session[b, way] == session:
-            tm_slot[b, way] = NIL
-            return
+    way = tm_way(E, b, session, hi, lo)
+    if way != NIL:
+        E.tm_slot[b, way] = NIL
