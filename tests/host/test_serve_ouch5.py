@@ -256,7 +256,7 @@ def test_ouch_connect_trades_and_its_fills_agree_with_the_itch_feed(tmp_path):
             n_before = len(rec.received)
             again = Recorder()
             with _oc_client(srv.tcp_port, again, sequence=1, name="again"):
-                again.wait("OrderCanceled")
+                again.wait("AccountQueryResponse")               # the last one
                 assert [m for m in again.received if "SPayload" in m] == \
                     [m for m in rec.received[:n_before] if "SPayload" in m]
         finally:
