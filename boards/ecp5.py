@@ -117,7 +117,8 @@ def main(argv=None) -> int:
           "(several minutes; logs there)", flush=True)
     platform.build(PnrWrapper(PacketLoopback(cfg, width=args.width // 8)), name=name,
                    build_dir=str(build_dir), do_program=False,
-                   nextpnr_opts=f"--report {name}.report.json --seed {args.seed}",
+                   nextpnr_opts=f"--report {name}.report.json --seed {args.seed} "
+                                "--timing-allow-fail",
                    # abc9 trips an assertion in this Yosys (ABC_OPS_REINTEGRATE)
                    synth_opts="-noabc9",
                    verbose=False)

@@ -11,7 +11,9 @@ Ports (plain memory-style ports, not streams):
 - write: ``w_en``, ``w_addr``, ``w_data`` (byte ``j`` goes to ``w_addr + j``),
   ``w_mask`` (lane ``j`` written when bit ``j`` is set).
 - read: ``r_en``, ``r_addr``; ``r_data`` byte ``j`` is the byte at ``r_addr + j``
-  one cycle after ``r_en`` (synchronous read, the data holds while ``r_en`` is low).
+  `read_latency` (2) cycles after ``r_en``: the bank outputs are registered
+  before the rotation (block RAM output registers: an ECP5 EBR's unregistered
+  output alone takes over 4 ns).  Requests may be issued every cycle.
 
 A read and a write of the same byte in one cycle return the old byte.
 """
@@ -26,6 +28,8 @@ from amaranth.utils import ceil_log2
 
 
 class ByteBuffer(wiring.Component):
+    read_latency = 2
+
     def __init__(self, depth: int, *, banks: int, write_width: int, read_width: int):
         if banks & (banks - 1) or not 1 <= write_width <= banks or not 1 <= read_width <= banks:
             raise ValueError("banks must be a power of two, at least the access widths")
@@ -73,8 +77,13 @@ class ByteBuffer(wiring.Component):
         ]
 
         r_shift_q = Signal(max(1, sbits))
+        r_shift_qq = Signal(max(1, sbits))
+        r_en_q = Signal()
+        m.d.sync += r_en_q.eq(self.r_en)
         with m.If(self.r_en):
             m.d.sync += r_shift_q.eq(r_shift)
+        with m.If(r_en_q):
+            m.d.sync += r_shift_qq.eq(r_shift_q)
         bank_out = []
         for k in range(nb):
             mem = Memory(shape=8, depth=rows, init=[])
@@ -88,8 +97,11 @@ class ByteBuffer(wiring.Component):
                 rp.addr.eq(r_row + (k < r_shift)),
                 rp.en.eq(self.r_en),
             ]
-            bank_out.append(rp.data)
+            q = Signal(8, name=f"bank{k}_q")
+            with m.If(r_en_q):
+                m.d.sync += q.eq(rp.data)
+            bank_out.append(q)
         out = Cat(*bank_out)
         out2 = Cat(out, out)
-        m.d.comb += self.r_data.eq(out2.bit_select(r_shift_q * 8, 8 * self.read_width))
+        m.d.comb += self.r_data.eq(out2.bit_select(r_shift_qq * 8, 8 * self.read_width))
         return m

@@ -13,11 +13,11 @@ reused.  Nothing of a frame is passed on before its last byte has been checked
 (store and forward), so no stage ever sees a half-parsed frame.
 
 The consumer reads the payload through `rd` (a `ByteBuffer` read port: bytes at
-slot * slot_bytes + 42 + offset, one cycle after the request) and completes the
+slot * slot_bytes + 42 + offset, `read_latency` (2) cycles after the request) and completes the
 `o` transfer when it is done with the frame, which frees the slot.
 
-Latency: the descriptor is valid 2 cycles after the last beat is accepted
-(verdict, then the descriptor FIFO).  Throughput: one beat per cycle, back to
+Latency: the descriptor is valid 3 cycles after the last beat is accepted
+(checks registered, verdict, descriptor FIFO).  Throughput: one beat per cycle, back to
 back, no gap between frames, as long as a slot is free: `i.ready` is only ever
 low between frames, when all `slots` slots hold frames the consumer has not
 released.  Frames whose IPv4 datagram does not fit a slot are counted
@@ -67,6 +67,7 @@ class Ingress(wiring.Component):
         self.slots = slots
         self.slot_bytes = slot_bytes
         self.read_width = max(width, 2)
+        self.read_latency = ByteBuffer.read_latency
         self.addr_bits = ceil_log2(slots * slot_bytes)
         super().__init__({
             "i": In(stream.Signature(frame_beat(width))),
@@ -108,7 +109,8 @@ class Ingress(wiring.Component):
 
         # -- slot allocation: lowest slot that is neither announced nor awaiting a verdict
         busy = Signal(self.slots)
-        m.d.comb += busy.eq(used | (pend << pend_slot))
+        pend2_busy = Signal(self.slots)        # filled in below: the slot two cycles on
+        m.d.comb += busy.eq(used | (pend << pend_slot) | pend2_busy)
         free_any = Signal()
         new_slot = Signal(range(self.slots))
         m.d.comb += free_any.eq(~busy != 0)
@@ -247,17 +249,33 @@ class Ingress(wiring.Component):
                  "udp_length", "port_filter", "udp_checksum", "oversize"]
         # refmodel checks "truncated" twice: before the Ethernet header and before IPv4
         assert set(order) - {"truncated_eth"} == set(packet.DROP_REASONS) | {"oversize"}
+        # the checks are registered in the verdict cycle (the header registers may take
+        # the next frame's bytes from then on); priority and counting a cycle later
+        held = {name: Signal(name=f"c_{name}") for name in order}
+        pend2 = Signal()
+        pend2_slot = Signal(range(self.slots))
+        desc_shape = frame_desc(self.slots)
+        desc = Signal(desc_shape)
+        m.d.sync += pend2.eq(pend)
+        with m.If(pend):
+            m.d.sync += [held[name].eq(checks[name]) for name in order]
+            m.d.sync += [
+                pend2_slot.eq(pend_slot),
+                desc.slot.eq(pend_slot),
+                desc.length.eq(total - packet.IPV4.size - packet.UDP.size),
+                desc.ts.eq(ts),
+                desc.tag.eq(tag),
+            ]
         verdict = {name: Signal(name=f"v_{name}") for name in order}
         accept = Signal()
         rest = Const(1, 1)
         for name in order:
-            hit = Signal(name=f"c_{name}")
-            m.d.comb += [hit.eq(checks[name]), verdict[name].eq(rest & hit)]
-            rest = rest & ~hit
+            m.d.comb += verdict[name].eq(rest & held[name])
+            rest = rest & ~held[name]
         m.d.comb += accept.eq(rest)
 
         cnt = self.counters
-        with m.If(pend):
+        with m.If(pend2):
             m.d.sync += cnt.frames_in.eq(cnt.frames_in + 1)
             for name in order:
                 field = "drop_truncated" if name == "truncated_eth" else "drop_" + name
@@ -265,26 +283,21 @@ class Ingress(wiring.Component):
                     m.d.sync += cnt[field].eq(cnt[field] + 1)
 
         # -- descriptors of accepted frames, in arrival order
-        desc_shape = frame_desc(self.slots)
         m.submodules.descq = descq = SyncFIFOBuffered(width=desc_shape.size, depth=self.slots)
-        desc = Signal(desc_shape)
         m.d.comb += [
-            desc.slot.eq(pend_slot),
-            desc.length.eq(total - packet.IPV4.size - packet.UDP.size),
-            desc.ts.eq(ts),
-            desc.tag.eq(tag),
             descq.w_data.eq(desc),
-            descq.w_en.eq(pend & accept),
+            descq.w_en.eq(pend2 & accept),
             self.o.valid.eq(descq.r_rdy),
             self.o.payload.eq(descq.r_data),
             descq.r_en.eq(self.o.ready),
         ]
         set_mask = Signal(self.slots)
         clr_mask = Signal(self.slots)
-        with m.If(pend & accept):
-            m.d.comb += set_mask.eq(1 << pend_slot)
+        with m.If(pend2 & accept):
+            m.d.comb += set_mask.eq(1 << pend2_slot)
         with m.If(self.o.valid & self.o.ready):
             m.d.comb += clr_mask.eq(1 << self.o.payload.slot)
         m.d.sync += used.eq((used | set_mask) & ~clr_mask)
-        m.d.comb += self.idle.eq(~in_frame & ~pend & (used == 0))
+        m.d.comb += pend2_busy.eq(pend2 << pend2_slot)
+        m.d.comb += self.idle.eq(~in_frame & ~pend & ~pend2 & (used == 0))
         return m

@@ -2,7 +2,7 @@
 
     i -> Ingress -> Session -> OuchDecoder -> LoopbackCore -+-> OuchEncoder -+-> EventMux
                                                             +-> ItchEncoder -+
-      -> Packetizer -> UdpFramer -> o
+      -> StreamFIFO -> Packetizer -> UdpFramer -> o
 
 It is refmodel's `Venue(cfg, "loopback")` in gateware: for the same frames and
 ingress times it emits the same frames in the same order, and its counters
@@ -29,12 +29,13 @@ from . import ingress, loopback, ouch_decoder, session
 from .event_mux import EventMux
 from .ingress import Ingress
 from .itch_encoder import ItchEncoder
-from .layouts import counters_layout, frame_beat, out_beat
+from .layouts import block_beat, counters_layout, frame_beat, out_beat
 from .loopback import LoopbackCore
 from .ouch_decoder import OuchDecoder
 from .ouch_encoder import OuchEncoder
 from .packetizer import Packetizer
 from .session import Session, session_bits
+from .stream_fifo import StreamFIFO
 from .udp_framer import UdpFramer
 
 COUNTERS = (ingress.COUNTERS + session.COUNTERS + ouch_decoder.COUNTERS + loopback.COUNTERS
@@ -74,7 +75,8 @@ class PacketLoopback(wiring.Component):
                                              slots=self.slots, slot_bytes=self.slot_bytes)
         m.submodules.session = ses = Session(session_names=names[:-1], slots=self.slots,
                                              slot_bytes=self.slot_bytes,
-                                             read_width=ing.read_width)
+                                             read_width=ing.read_width,
+                                             read_latency=ing.read_latency)
         m.submodules.decoder = dec = OuchDecoder(session_bits=sbits)
         m.submodules.core = core = LoopbackCore(session_bits=sbits,
                                                 stocks=[s.stock for s in cfg.symbols])
@@ -82,6 +84,7 @@ class PacketLoopback(wiring.Component):
         m.submodules.itch_enc = ienc = ItchEncoder(width=w, dest_bits=dbits,
                                                    feed_dest=len(names) - 1)
         m.submodules.mux = mux = EventMux(width=w, dest_bits=dbits)
+        m.submodules.pkt_fifo = pfifo = StreamFIFO(block_beat(w, dbits))
         m.submodules.packetizer = pkt = Packetizer(names=names, max_payload=cfg.max_payload,
                                                    width=w, dest_bits=dbits)
         m.submodules.framer = fr = UdpFramer(src_mac=cfg.mac, src_ip=cfg.ip, ttl=cfg.ttl,
@@ -96,7 +99,8 @@ class PacketLoopback(wiring.Component):
         wiring.connect(m, core.md, ienc.i)
         wiring.connect(m, oenc.o, mux.oe)
         wiring.connect(m, ienc.o, mux.md)
-        wiring.connect(m, mux.o, pkt.i)
+        wiring.connect(m, mux.o, pfifo.i)
+        wiring.connect(m, pfifo.o, pkt.i)
         wiring.connect(m, pkt.o, fr.i)
         wiring.connect(m, fr.o, wiring.flipped(self.o))
 
@@ -110,6 +114,6 @@ class PacketLoopback(wiring.Component):
 
         quiet = Signal()
         m.d.comb += quiet.eq(~dec.o.valid & ~core.oe.valid & ~core.md.valid & ~oenc.o.valid
-                             & ~ienc.o.valid & ~fr.o.valid)
+                             & ~ienc.o.valid & ~pfifo.o.valid & ~fr.o.valid)
         m.d.comb += self.idle.eq(ing.idle & ses.idle & quiet & pkt.idle)
         return m

@@ -15,9 +15,9 @@ beside them: destination, UDP payload length and the payload's ones'
 complement sum (header included), so the framer can put the UDP checksum in
 front of data it has not yet seen.
 
-Latency: a packet's first beat leaves 3 cycles after the beat that closes it
-(close, metadata queue, buffer read).  Throughput: input one beat per cycle
-plus one cycle per packet (the close); output one beat per cycle with no gap
+Latency: a packet's first beat leaves 5 cycles after the beat that closes it
+(close, push, metadata queue, buffer read of 2).  Throughput: input one beat per
+cycle plus two cycles per packet (the close); output one beat per cycle with no gap
 between packets while a closed packet waits.  Back-pressure: input stalls when
 both slots hold packets not yet sent; output beats hold until taken.
 """
@@ -76,6 +76,10 @@ class Packetizer(wiring.Component):
         m.submodules.seqs = seqs = Memory(shape=64, depth=nd, init=[1] * nd)
         seq_rd = seqs.read_port()
         seq_wr = seqs.write_port()
+        # memories keep their contents through a reset: a destination not yet written
+        # since reset starts at 1, whatever its row holds
+        fresh = Signal(nd, init=(1 << nd) - 1)
+        fresh_q = Signal()
 
         meta_shape = data.StructLayout({
             "slot": range(self.slots), "dest": self.dest_bits, "length": 16, "count": 16,
@@ -97,6 +101,8 @@ class Packetizer(wiring.Component):
         wpos = Signal(range(self.slot_bytes))
         wslot = Signal(range(self.slots))
         tag = Signal(32)
+        sum_a = Signal(32)
+        sum_b = Signal(32)
 
         must_close = is_open & beat.first & (
             (beat.dest != cur_dest) | (size + beat.length > self.max_payload))
@@ -125,6 +131,7 @@ class Packetizer(wiring.Component):
                         m.d.sync += wpos.eq(pos + beat.nbytes)
                         with m.If(~is_open):
                             m.d.comb += seq_rd.en.eq(1)
+                            m.d.sync += fresh_q.eq(fresh.bit_select(beat.dest, 1))
                             m.d.sync += [
                                 is_open.eq(1), cur_dest.eq(beat.dest), tag.eq(beat.tag),
                                 size.eq(MOLD + beat.length), count.eq(1), psum.eq(block_sum),
@@ -136,18 +143,25 @@ class Packetizer(wiring.Component):
                         with m.If(beat.last & beat.flush):
                             m.next = "CLOSE"
             with m.State("CLOSE"):
-                seq = seq_rd.data
+                # the header's share of the checksum, in two halves (timing), then close
+                seq = Mux(fresh_q, 1, seq_rd.data)
                 name_sums = Signal(32)
                 with m.Switch(cur_dest):
                     for d, name in enumerate(self.names):
                         with m.Case(d):
                             m.d.comb += name_sums.eq(name_sum(name))
+                m.d.sync += [
+                    sum_a.eq(psum + name_sums),
+                    sum_b.eq(seq[0:16] + seq[16:32] + seq[32:48] + seq[48:64] + count),
+                ]
+                m.next = "PUSH"
+            with m.State("PUSH"):
+                seq = Mux(fresh_q, 1, seq_rd.data)
                 meta = Signal(meta_shape)
                 m.d.comb += [
                     meta.slot.eq(wslot), meta.dest.eq(cur_dest), meta.length.eq(size),
                     meta.count.eq(count), meta.seq.eq(seq), meta.tag.eq(tag),
-                    meta.sum.eq(psum + name_sums + seq[0:16] + seq[16:32] + seq[32:48]
-                                + seq[48:64] + count),
+                    meta.sum.eq(sum_a + sum_b),
                     closed.w_data.eq(meta),
                     closed.w_en.eq(1),
                     occupy.eq(1 << wslot),
@@ -155,7 +169,8 @@ class Packetizer(wiring.Component):
                     seq_wr.data.eq(seq + count),
                     seq_wr.en.eq(1),
                 ]
-                m.d.sync += [is_open.eq(0), wslot.eq(wslot + 1)]
+                m.d.sync += [is_open.eq(0), wslot.eq(wslot + 1),
+                             fresh.eq(fresh & ~(1 << cur_dest))]
                 m.next = "FILL"
 
         # -- read side: stream closed packets, one row per cycle
@@ -168,9 +183,11 @@ class Packetizer(wiring.Component):
         is_last = row == nrows - 1
 
         out_shape = packet_beat(w, self.dest_bits)
-        m.submodules.outq = outq = SyncFIFOBuffered(width=out_shape.size, depth=4)
-        inflight = Signal()
-        credit = (outq.level + inflight) < 3
+        depth = 8
+        m.submodules.outq = outq = SyncFIFOBuffered(width=out_shape.size, depth=depth)
+        lat = buf.read_latency
+        inflight = [Signal(name=f"inflight{k}") for k in range(lat)]
+        credit = (outq.level + sum(inflight[1:], inflight[0])) < depth - 1
         issue = active & credit
         load = closed.r_rdy & (~active | (issue & is_last))
         m.d.comb += [
@@ -178,7 +195,8 @@ class Packetizer(wiring.Component):
             buf.r_en.eq(issue),
             buf.r_addr.eq(cur.slot * self.slot_bytes + row * w),
         ]
-        m.d.sync += inflight.eq(issue)
+        m.d.sync += inflight[0].eq(issue)
+        m.d.sync += [inflight[k].eq(inflight[k - 1]) for k in range(1, lat)]
         with m.If(issue):
             m.d.sync += row.eq(row + 1)
             with m.If(is_last):
@@ -187,16 +205,20 @@ class Packetizer(wiring.Component):
         with m.If(load):
             m.d.sync += [cur.eq(closed.r_data), active.eq(1), row.eq(0)]
 
-        # stage 1: what the read in flight is, for when its data arrives
-        s_row = Signal.like(row)
-        s_meta = Signal(meta_shape)
-        s_last = Signal()
-        s_nbytes = Signal(range(w + 1))
-        with m.If(issue):
-            m.d.sync += [
-                s_row.eq(row), s_meta.eq(cur), s_last.eq(is_last),
-                s_nbytes.eq(Mux(is_last, frame_len - row * w, w)),
-            ]
+        # what each read in flight is, for when its data arrives `lat` cycles later
+        stages = []
+        for k in range(lat):
+            stages.append((Signal.like(row, name=f"s{k}_row"),
+                           Signal(meta_shape, name=f"s{k}_meta"),
+                           Signal(name=f"s{k}_last"),
+                           Signal(range(w + 1), name=f"s{k}_nbytes")))
+        m.d.sync += [
+            stages[0][0].eq(row), stages[0][1].eq(cur), stages[0][2].eq(is_last),
+            stages[0][3].eq(Mux(is_last, frame_len - row * w, w)),
+        ]
+        for k in range(1, lat):
+            m.d.sync += [a.eq(b) for a, b in zip(stages[k], stages[k - 1], strict=True)]
+        s_row, s_meta, s_last, s_nbytes = stages[-1]
         ob = Signal(out_shape)
         head = [Const(0, 8)] * PAYLOAD_OFF
         name_bytes = [Signal(8, name=f"name{k}") for k in range(10)]
@@ -223,10 +245,11 @@ class Packetizer(wiring.Component):
             ob.sum.eq(s_meta.sum),
             ob.tag.eq(s_meta.tag),
             outq.w_data.eq(ob),
-            outq.w_en.eq(inflight),
+            outq.w_en.eq(inflight[-1]),
             self.o.valid.eq(outq.r_rdy),
             self.o.payload.eq(outq.r_data),
             outq.r_en.eq(self.o.ready),
-            self.idle.eq(~is_open & ~closed.r_rdy & ~active & ~inflight & ~outq.r_rdy),
+            self.idle.eq(~is_open & ~closed.r_rdy & ~active & ~inflight[0] & ~inflight[-1]
+                         & ~outq.r_rdy),
         ]
         return m

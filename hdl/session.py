@@ -21,9 +21,10 @@ descriptor is taken (freeing the ingress slot) when the frame is done.  Output
 `o`: one `inbound_block` per sequence-accepted message: its length and its
 first 49 bytes (zero beyond the length).
 
-Latency (cycles, R = read width in bytes = max(width, 2)): ceil(20/R) + 2 for the
-header, 2 per block for the walk, 2 to fetch the expected number, then per
-message 2 + ceil(min(length, 49)/R) + 1 to the `o` transfer.  Back-pressure:
+Latency (cycles, R = read width in bytes = max(width, 2), L = buffer read
+latency, 2): ceil(20/R) + L + 1 for the header, L + 1 per block for the walk,
+2 to fetch the expected number, then per message L + 1 + ceil(min(length,
+49)/R) + L to the `o` transfer.  Back-pressure:
 `o` holds its payload until taken; the next message is not read meanwhile.
 """
 
@@ -52,13 +53,15 @@ def session_bits(n: int) -> int:
 
 
 class Session(wiring.Component):
-    def __init__(self, *, session_names, slots: int, slot_bytes: int, read_width: int):
+    def __init__(self, *, session_names, slots: int, slot_bytes: int, read_width: int,
+                 read_latency: int = 2):
         self.names = tuple(session_names)
         if not 1 <= len(self.names) <= 64:
             raise ValueError("1 to 64 sessions")
         self.slots = slots
         self.slot_bytes = slot_bytes
         self.read_width = read_width
+        self.read_latency = read_latency
         self.sbits = session_bits(len(self.names))
         addr_bits = ceil_log2(slots * slot_bytes)
         super().__init__({
@@ -72,6 +75,7 @@ class Session(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         rw = self.read_width
+        lat = self.read_latency
         cnt = self.counters
         desc = self.i.payload
 
@@ -79,7 +83,8 @@ class Session(wiring.Component):
         length = Signal(16)
         hdr = [Signal(8, name=f"hdr{k}") for k in range(HEADER)]
         msg = [Signal(8, name=f"msg{k}") for k in range(MAX_INBOUND)]
-        chunk = Signal(range(max(HEADER, MAX_INBOUND) // rw + 2))
+        chunk = Signal(range(max(HEADER, MAX_INBOUND) // rw + 2 + lat))
+        nchunks = Signal(range(MAX_INBOUND // rw + 2))
         pos = Signal(18)
         index = Signal(16)
         seq = Signal(64)
@@ -103,6 +108,9 @@ class Session(wiring.Component):
         m.submodules.expq = expq = Memory(shape=64, depth=len(self.names),
                                           init=[1] * len(self.names))
         exp_rd = expq.read_port()
+        # memories keep their contents through a reset: a session not yet written
+        # since reset expects 1, whatever its row holds
+        fresh = Signal(len(self.names), init=(1 << len(self.names)) - 1)
         exp_wr = expq.write_port()
         m.d.comb += [exp_rd.addr.eq(sess), exp_rd.en.eq(0),   # read ports default enabled
                      exp_wr.addr.eq(sess), exp_wr.data.eq(expected)]
@@ -111,9 +119,9 @@ class Session(wiring.Component):
             m.d.sync += cnt[field].eq(cnt[field] + 1)
 
         def capture(regs, n):
-            """Store the read data of chunk `chunk - 1` into regs[0:n]."""
+            """Store the read data of chunk `chunk - lat` into regs[0:n]."""
             for c in range(-(-n // rw)):
-                with m.If(chunk == c + 1):
+                with m.If(chunk == c + lat):
                     for j in range(rw):
                         if c * rw + j < n:
                             m.d.sync += regs[c * rw + j].eq(rdata[j])
@@ -146,7 +154,7 @@ class Session(wiring.Component):
                 m.d.comb += [self.rd.en.eq(chunk < nh), self.rd.addr.eq(base + chunk * rw)]
                 m.d.sync += chunk.eq(chunk + 1)
                 capture(hdr, HEADER)
-                with m.If(chunk == nh):
+                with m.If(chunk == nh + lat - 1):
                     m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.sync += [pos.eq(HEADER), index.eq(0)]
@@ -167,7 +175,10 @@ class Session(wiring.Component):
                     m.next = "RELEASE"
                 with m.Else():
                     m.d.comb += [self.rd.en.eq(1), self.rd.addr.eq(base + pos)]
-                    m.next = "WALK_LEN"
+                    m.next = "WALK_WAIT1" if lat > 1 else "WALK_LEN"
+            for k in range(1, lat):
+                with m.State(f"WALK_WAIT{k}"):
+                    m.next = f"WALK_WAIT{k + 1}" if k + 1 < lat else "WALK_LEN"
             with m.State("WALK_LEN"):
                 next_pos = pos + 2 + rlen
                 with m.If(next_pos > length):
@@ -188,18 +199,24 @@ class Session(wiring.Component):
                     m.d.comb += exp_rd.en.eq(1)
                     m.next = "LOAD"
             with m.State("LOAD"):
-                m.d.sync += expected.eq(exp_rd.data)
+                m.d.sync += expected.eq(Mux(fresh.bit_select(sess, 1), 1, exp_rd.data))
                 m.next = "MSG"
             with m.State("MSG"):
                 with m.If(index == count):
                     m.d.comb += exp_wr.en.eq(1)
+                    m.d.sync += fresh.eq(fresh & ~(1 << sess))
                     m.next = "RELEASE"
                 with m.Else():
                     m.d.comb += [self.rd.en.eq(1), self.rd.addr.eq(base + pos)]
-                    m.next = "MSG_LEN"
+                    m.next = "MSG_WAIT1" if lat > 1 else "MSG_LEN"
+            for k in range(1, lat):
+                with m.State(f"MSG_WAIT{k}"):
+                    m.next = f"MSG_WAIT{k + 1}" if k + 1 < lat else "MSG_LEN"
             with m.State("MSG_LEN"):
-                m.d.sync += [blen.eq(rlen), nread.eq(Mux(rlen > MAX_INBOUND, MAX_INBOUND, rlen)),
-                             chunk.eq(0)]
+                clipped = Mux(rlen > MAX_INBOUND, MAX_INBOUND, rlen)
+                m.d.sync += [blen.eq(rlen), nread.eq(clipped), chunk.eq(0),
+                             nchunks.eq((clipped + (rw - 1)) >> ceil_log2(rw) if rw > 1
+                                        else clipped)]
                 skip = [pos.eq(pos + 2 + rlen), index.eq(index + 1), seq.eq(seq + 1)]
                 with m.If(seq < expected):
                     bump("drop_seq_duplicate")
@@ -217,7 +234,7 @@ class Session(wiring.Component):
                              self.rd.addr.eq(base + pos + 2 + chunk * rw)]
                 m.d.sync += chunk.eq(chunk + 1)
                 capture(msg, MAX_INBOUND)
-                with m.If(chunk * rw >= nread):
+                with m.If(chunk == nchunks + lat - 1):
                     m.next = "EMIT"
             with m.State("EMIT"):
                 m.d.comb += self.o.valid.eq(1)

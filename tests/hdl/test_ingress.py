@@ -45,6 +45,8 @@ def run_ingress(frames, width, *, seed, idle=0.0, hold=0.0):
                 ctx.set(dut.rd.addr, base + off)
                 await ctx.tick()
                 ctx.set(dut.rd.en, 0)
+                for _ in range(dut.read_latency - 1):
+                    await ctx.tick()
                 payload += bytes(ctx.get(dut.rd.data))
             got.append((desc.tag, desc.ts, bytes(payload[:desc.length])))
             ctx.set(dut.o.ready, 1)
