@@ -183,11 +183,10 @@ class Flow:
             kind, _ = c.login(s, s + "1", sequence=max(seen, default=0) + 1)
             assert kind == sb.ACCEPTED
             self.tcp[s] = c
-        udp_next = self.udp.next_seq if self.udp else 1
-        if self.udp:
-            self.udp.close()
-        self.udp = UdpOrderEntry("127.0.0.1", info["udp_port"], UDP_SESSION, timeout=10)
-        self.udp.next_seq = udp_next
+        if self.udp is None:
+            self.udp = UdpOrderEntry("127.0.0.1", info["udp_port"], UDP_SESSION, timeout=10)
+        else:          # same socket (the server resends to the journaled address), new port
+            self.udp.addr = ("127.0.0.1", info["udp_port"])
 
     def _take(self, session, msgs):
         for m in msgs:
