@@ -125,9 +125,9 @@ def cmd_gen(args) -> int:
 def _run_once(args, cfg, records):
     try:
         name, runner, notes = engines.resolve(args.engine)
+        result = runner(cfg, args.mode, records)
     except engines.EngineUnavailable as exc:
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
-    result = runner(cfg, args.mode, records)
     result.notes = notes + result.notes
     return result
 

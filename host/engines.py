@@ -56,6 +56,20 @@ def run_software(cfg, mode: str, records) -> RunResult:
     return RunResult("software", outputs, engine.counters(), seconds, top)
 
 
+def run_sim(cfg, mode: str, records) -> RunResult:
+    """The gateware under Verilator (sim/run.py); it holds the packet-loopback design."""
+    if mode != "loopback":
+        raise EngineUnavailable("engine sim: the gateware matching core is not built yet; the "
+                                "simulated gateware runs --mode loopback")
+    from tickcore.sim.run import ToolchainMissing, simulate
+    try:
+        result = simulate(cfg, records, design="loopback", width=8)
+    except ToolchainMissing as exc:
+        raise EngineUnavailable(f"engine sim: {exc}") from None
+    return RunResult("sim", result.outputs, Counter(result.counters), result.seconds, {},
+                     [f"sim: {result.cycles} clock cycles at 8-bit datapath"])
+
+
 def detect_board():
     """Return a connected board's transport, or (None, why not)."""
     return None, "no FPGA board driver is built yet (the gateware matching core is not built)"
@@ -74,7 +88,7 @@ def resolve(name: str):
             notes.append(f"auto: {why}; using the software engine")
             name = "software"
     if name == "sim":
-        raise EngineUnavailable("engine sim: the simulated gateware is not built yet")
+        return "sim", run_sim, notes
     if name == "software":
         return "software", run_software, notes
     return "reference", run_reference, notes

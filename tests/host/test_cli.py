@@ -116,6 +116,7 @@ def test_decode_json_lines(flow, tmp_path, capsys):
     (["run", "/nonexistent.pcap"], 2, "no such file"),
     (["decode", "PYPROJECT"], 2, "not a pcap"),
     (["run", "FLOW", "--engine", "fpga"], 3, "engine fpga"),
+    (["run", "FLOW", "--engine", "sim"], 3, "runs --mode loopback"),
     (["run", "FLOW", "--config", "/nonexistent.json"], 2, "configuration"),
 ])
 def test_errors_are_one_line_with_exit_codes(flow, capsys, argv, code, message):
