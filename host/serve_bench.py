@@ -77,14 +77,29 @@ def _cancel(token: str) -> bytes:
     return ouch.CANCEL_ORDER.build(token=token, shares=0)
 
 
-class _LeanSoupBin:
-    """The benchmark's client: a blocking socket and just enough SoupBinTCP parsing, so
-    the client adds as little as it can to what is measured."""
+def _spin_recv(sock):
+    """recv on a non-blocking socket, polling until data is there."""
+    recv = sock.recv
+    while True:
+        try:
+            return recv(65536)
+        except BlockingIOError:
+            pass
 
-    def __init__(self, port: int):
+
+class _LeanSoupBin:
+    """The benchmark's client: a socket and just enough SoupBinTCP parsing, so the client
+    adds as little as it can to what is measured; `spin` polls instead of blocking."""
+
+    def __init__(self, port: int, spin: bool = False):
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
+        if spin:
+            self.sock.setblocking(False)
+            self.recv = lambda: _spin_recv(self.sock)
+        else:
+            self.recv = lambda: self.sock.recv(65536)
 
     def packet(self) -> bytes:
         """The next packet: type byte + payload."""
@@ -95,7 +110,7 @@ class _LeanSoupBin:
                 if len(buf) >= 2 + n:
                     self.buf = buf[2 + n:]
                     return buf[2:2 + n]
-            data = self.sock.recv(65536)
+            data = self.recv()
             if not data:
                 raise RuntimeError("server closed the connection")
             buf += data
@@ -110,9 +125,9 @@ class _LeanSoupBin:
         self.sock.close()
 
 
-def _tcp_samples(info, n: int) -> list:
+def _tcp_samples(info, n: int, spin: bool = False) -> list:
     out = []
-    c = _LeanSoupBin(info["tcp_port"])
+    c = _LeanSoupBin(info["tcp_port"], spin)
     try:
         c.sock.sendall(sb.login_request(*BENCH_USER, sequence=0))
         if c.packet()[:1] != b"A":
@@ -137,16 +152,20 @@ def _tcp_samples(info, n: int) -> list:
     return out
 
 
-def _udp_samples(info, n: int) -> list:
+def _udp_samples(info, n: int, spin: bool = False) -> list:
     out = []
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.connect(("127.0.0.1", info["udp_port"]))
-    sock.settimeout(5.0)
+    if spin:
+        sock.setblocking(False)
+    else:
+        sock.settimeout(5.0)
     session = BENCH_UDP_SESSION
     seq = 1
     try:
-        send, recv = sock.send, sock.recv
+        send = sock.send
+        recv = (lambda _n: _spin_recv(sock)) if spin else sock.recv
         clock = time.perf_counter_ns
         for i in range(n):
             token = f"U{i:013d}"
@@ -170,19 +189,25 @@ def _udp_samples(info, n: int) -> list:
 
 
 def round_trip(transport: str = "tcp", samples: int = 20_000, warmup: int = 2_000,
-               engine: str = "reference", fsync: str = "none") -> dict:
-    """Measure client send -> Accepted received over loopback; see the module docstring."""
+               engine: str = "reference", fsync: str = "none", busy_poll: bool = False,
+               client_spin: bool = False) -> dict:
+    """Measure client send -> Accepted received over loopback; see the module docstring.
+
+    `busy_poll` runs the server with --busy-poll; `client_spin` makes the client poll
+    its socket instead of blocking (each keeps one core busy)."""
     if transport not in ("tcp", "udp"):
         raise ValueError("transport must be 'tcp' or 'udp'")
     workdir = tempfile.mkdtemp(prefix="tickcore-bench-")
     feed = FeedReceiver()
     proc = None
     try:
-        proc, info = start_server(workdir, engine, fsync, feed=feed.dest)
+        proc, info = start_server(workdir, engine, fsync, feed=feed.dest,
+                                  extra_args=("--busy-poll",) if busy_poll else ())
         run = _tcp_samples if transport == "tcp" else _udp_samples
-        ns = run(info, warmup + samples)[warmup:]
+        ns = run(info, warmup + samples, client_spin)[warmup:]
         ns.sort()
         return {"transport": transport, "engine": engine, "fsync": fsync,
+                "busy_poll": busy_poll, "client_spin": client_spin,
                 "samples": len(ns), "p50_ns": _percentile(ns, 0.50),
                 "p99_ns": _percentile(ns, 0.99), "p999_ns": _percentile(ns, 0.999),
                 "mean_ns": sum(ns) // max(1, len(ns)), "max_ns": ns[-1] if ns else 0}
@@ -198,6 +223,84 @@ def round_trip(transport: str = "tcp", samples: int = 20_000, warmup: int = 2_00
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# -- the floor: the same loopback round trip to a server that only echoes -------------
+
+def _echo_server(transport: str, spin: bool) -> None:
+    """Child process: echo every TCP read / UDP datagram back, forever."""
+    if transport == "tcp":
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        print(listener.getsockname()[1], flush=True)
+        conn, _ = listener.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if spin:
+            conn.setblocking(False)
+        recv = (lambda: _spin_recv(conn)) if spin else (lambda: conn.recv(65536))
+        while True:
+            data = recv()
+            if not data:
+                return
+            conn.sendall(data)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    print(sock.getsockname()[1], flush=True)
+    if spin:
+        sock.setblocking(False)
+    while True:
+        while True:
+            try:
+                data, addr = sock.recvfrom(65536)
+                break
+            except BlockingIOError:
+                pass
+        sock.sendto(data, addr)
+
+
+def echo_floor(transport: str = "tcp", samples: int = 20_000, warmup: int = 2_000,
+               spin_server: bool = False, client_spin: bool = False) -> dict:
+    """The loopback round trip of a 67-byte message to a Python echo server, measured
+    like `round_trip`: what this machine costs before any venue work is done."""
+    cmd = [sys.executable, "-m", "tickcore.host.serve_bench", "_echo", transport,
+           "spin" if spin_server else "block"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        if transport == "tcp":
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.connect(("127.0.0.1", port))
+        if client_spin:
+            sock.setblocking(False)
+        recv = (lambda: _spin_recv(sock)) if client_spin else (lambda: sock.recv(65536))
+        payload = bytes(67)
+        clock = time.perf_counter_ns
+        ns = []
+        for _ in range(warmup + samples):
+            t0 = clock()
+            sock.send(payload)
+            got = 0
+            while got < len(payload):
+                got += len(recv())
+            ns.append(clock() - t0)
+        sock.close()
+        ns = sorted(ns[warmup:])
+        return {"transport": transport, "echo": True, "spin_server": spin_server,
+                "client_spin": client_spin, "samples": len(ns),
+                "p50_ns": _percentile(ns, 0.50), "p99_ns": _percentile(ns, 0.99),
+                "p999_ns": _percentile(ns, 0.999)}
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 if __name__ == "__main__":
-    for t in ("tcp", "udp"):
-        print(json.dumps(round_trip(t)))
+    if len(sys.argv) == 4 and sys.argv[1] == "_echo":
+        _echo_server(sys.argv[2], sys.argv[3] == "spin")
+    else:
+        for t in ("tcp", "udp"):
+            print(json.dumps(echo_floor(t)))
+            print(json.dumps(round_trip(t)))
+            print(json.dumps(round_trip(t, busy_poll=True)))

@@ -460,6 +460,15 @@ def test_tshark_decodes_the_replayed_soupbintcp_stream(tmp_path):
     assert sum(h.count for h in packets) == len(pipeline.feed_messages)
 
 
+def test_busy_poll_server_answers_heartbeats_and_stops(tmp_path):
+    with Venue(tmp_path, busy_poll=True, heartbeat_interval=0.05) as v:
+        c = v.client("alice", sequence=0)
+        c.send(enter("A1"))
+        assert read_until_type(c, "A")[0].token.rstrip() == "A1"
+        pkt, _ = c.read_until(lambda t, p: t == sb.SERVER_HEARTBEAT, 5)   # timers still run
+        assert pkt[0] == sb.SERVER_HEARTBEAT
+
+
 @pytest.mark.parametrize("policy", ["always", "interval", "none"])
 def test_fsync_policies(tmp_path, policy):
     with Venue(tmp_path, fsync=policy, fsync_interval=0.01) as v:
