@@ -16,8 +16,9 @@ The consumer reads the payload through `rd` (a `ByteBuffer` read port: bytes at
 slot * slot_bytes + 42 + offset, `read_latency` (2) cycles after the request) and completes the
 `o` transfer when it is done with the frame, which frees the slot.
 
-Latency: the descriptor is valid 3 cycles after the last beat is accepted
-(checks registered, verdict, descriptor FIFO).  Throughput: one beat per cycle, back to
+Latency: the descriptor is valid 4 cycles after the last beat is accepted
+(checks registered, UDP checksum folded, verdict, descriptor FIFO).
+Throughput: one beat per cycle, back to
 back, no gap between frames, as long as a slot is free: `i.ready` is only ever
 low between frames, when all `slots` slots hold frames the consumer has not
 released.  Frames whose IPv4 datagram does not fit a slot are counted
@@ -109,7 +110,7 @@ class Ingress(wiring.Component):
 
         # -- slot allocation: lowest slot that is neither announced nor awaiting a verdict
         busy = Signal(self.slots)
-        pend2_busy = Signal(self.slots)        # filled in below: the slot two cycles on
+        pend2_busy = Signal(self.slots)        # filled in below: slots still in the verdict
         m.d.comb += busy.eq(used | (pend << pend_slot) | pend2_busy)
         free_any = Signal()
         new_slot = Signal(range(self.slots))
@@ -226,8 +227,6 @@ class Ingress(wiring.Component):
         dport = u(*hdr[36:38])
         udp_len = u(*hdr[38:40])
         udp_csum = u(*hdr[40:42])
-        udp_total = Signal(32)
-        m.d.comb += udp_total.eq(pseudo_sum + packet.PROTO_UDP + (total - 20)[:16] + udp_sum)
         checks = {
             "truncated_eth": n < packet.ETHERNET.size,
             "mac_filter": dst_mac != self.mac,
@@ -241,7 +240,7 @@ class Ingress(wiring.Component):
             "ip_filter": dst_ip != self.ip,
             "udp_length": udp_len != (total - packet.IPV4.size)[:16],
             "port_filter": dport != self.port,
-            "udp_checksum": (udp_csum != 0) & (fold16(udp_total) != 0xFFFF),
+            "udp_checksum": None,           # a cycle later, below (timing)
             "oversize": end_off > self.slot_bytes,
         }
         order = ["truncated_eth", "mac_filter", "not_ipv4", "truncated", "ip_header",
@@ -250,22 +249,43 @@ class Ingress(wiring.Component):
         # refmodel checks "truncated" twice: before the Ethernet header and before IPv4
         assert set(order) - {"truncated_eth"} == set(packet.DROP_REASONS) | {"oversize"}
         # the checks are registered in the verdict cycle (the header registers may take
-        # the next frame's bytes from then on); priority and counting a cycle later
+        # the next frame's bytes from then on), the UDP checksum is folded the cycle
+        # after, and priority and counting come a cycle later still (timing)
         held = {name: Signal(name=f"c_{name}") for name in order}
+        held3 = {name: Signal(name=f"c3_{name}") for name in order}
         pend2 = Signal()
+        pend3 = Signal()
         pend2_slot = Signal(range(self.slots))
+        pend3_slot = Signal(range(self.slots))
         desc_shape = frame_desc(self.slots)
+        desc2 = Signal(desc_shape)
         desc = Signal(desc_shape)
-        m.d.sync += pend2.eq(pend)
+        udp_acc = Signal(32)
+        udp_nz = Signal()
+        m.d.sync += [pend2.eq(pend), pend3.eq(pend2)]
         with m.If(pend):
-            m.d.sync += [held[name].eq(checks[name]) for name in order]
+            m.d.sync += [held[name].eq(checks[name]) for name in order
+                         if checks[name] is not None]
             m.d.sync += [
+                # pseudo-header (addresses, protocol, UDP length) + the segment
+                udp_acc.eq(pseudo_sum + udp_sum + (total - packet.IPV4.size
+                                                   + packet.PROTO_UDP)[:16]),
+                udp_nz.eq(udp_csum != 0),
                 pend2_slot.eq(pend_slot),
-                desc.slot.eq(pend_slot),
-                desc.length.eq(total - packet.IPV4.size - packet.UDP.size),
-                desc.ts.eq(ts),
-                desc.tag.eq(tag),
+                desc2.slot.eq(pend_slot),
+                desc2.length.eq(total - packet.IPV4.size - packet.UDP.size),
+                desc2.ts.eq(ts),
+                desc2.tag.eq(tag),
             ]
+        with m.If(pend2):
+            m.d.sync += [held3[name].eq(held[name]) for name in order
+                         if name != "udp_checksum"]
+            m.d.sync += [
+                held3["udp_checksum"].eq(udp_nz & (fold16(udp_acc) != 0xFFFF)),
+                pend3_slot.eq(pend2_slot),
+                desc.eq(desc2),
+            ]
+        held = held3
         verdict = {name: Signal(name=f"v_{name}") for name in order}
         accept = Signal()
         rest = Const(1, 1)
@@ -275,7 +295,7 @@ class Ingress(wiring.Component):
         m.d.comb += accept.eq(rest)
 
         cnt = self.counters
-        with m.If(pend2):
+        with m.If(pend3):
             m.d.sync += cnt.frames_in.eq(cnt.frames_in + 1)
             for name in order:
                 field = "drop_truncated" if name == "truncated_eth" else "drop_" + name
@@ -286,18 +306,18 @@ class Ingress(wiring.Component):
         m.submodules.descq = descq = SyncFIFOBuffered(width=desc_shape.size, depth=self.slots)
         m.d.comb += [
             descq.w_data.eq(desc),
-            descq.w_en.eq(pend2 & accept),
+            descq.w_en.eq(pend3 & accept),
             self.o.valid.eq(descq.r_rdy),
             self.o.payload.eq(descq.r_data),
             descq.r_en.eq(self.o.ready),
         ]
         set_mask = Signal(self.slots)
         clr_mask = Signal(self.slots)
-        with m.If(pend2 & accept):
-            m.d.comb += set_mask.eq(1 << pend2_slot)
+        with m.If(pend3 & accept):
+            m.d.comb += set_mask.eq(1 << pend3_slot)
         with m.If(self.o.valid & self.o.ready):
             m.d.comb += clr_mask.eq(1 << self.o.payload.slot)
         m.d.sync += used.eq((used | set_mask) & ~clr_mask)
-        m.d.comb += pend2_busy.eq(pend2 << pend2_slot)
-        m.d.comb += self.idle.eq(~in_frame & ~pend & ~pend2 & (used == 0))
+        m.d.comb += pend2_busy.eq((pend2 << pend2_slot) | (pend3 << pend3_slot))
+        m.d.comb += self.idle.eq(~in_frame & ~pend & ~pend2 & ~pend3 & (used == 0))
         return m

@@ -1,7 +1,7 @@
 """The packet-loopback design: the whole packet path before the book exists.
 
-    i -> Ingress -> Session -> OuchDecoder -> LoopbackCore -+-> OuchEncoder -+-> EventMux
-                                                            +-> ItchEncoder -+
+    i -> Ingress -> Session -> OuchDecoder -> LoopbackCore -+-> FIFO -> OuchEncoder -+-> EventMux
+                                                            +-> FIFO -> ItchEncoder -+
       -> StreamFIFO -> Packetizer -> UdpFramer -> o
 
 It is refmodel's `Venue(cfg, "loopback")` in gateware: for the same frames and
@@ -29,7 +29,7 @@ from . import ingress, loopback, ouch_decoder, session
 from .event_mux import EventMux
 from .ingress import Ingress
 from .itch_encoder import ItchEncoder
-from .layouts import block_beat, counters_layout, frame_beat, out_beat
+from .layouts import block_beat, counters_layout, frame_beat, itch_out, ouch_out, out_beat
 from .loopback import LoopbackCore
 from .ouch_decoder import OuchDecoder
 from .ouch_encoder import OuchEncoder
@@ -80,6 +80,10 @@ class PacketLoopback(wiring.Component):
         m.submodules.decoder = dec = OuchDecoder(session_bits=sbits)
         m.submodules.core = core = LoopbackCore(session_bits=sbits,
                                                 stocks=[s.stock for s in cfg.symbols])
+        # FIFOs on the core's outputs cut the ready chain (timing); records are many
+        # beats apart, so depth 2 (one record per two cycles) is plenty
+        m.submodules.oe_fifo = oe_fifo = StreamFIFO(ouch_out(sbits), depth=2)
+        m.submodules.md_fifo = md_fifo = StreamFIFO(itch_out(), depth=2)
         m.submodules.ouch_enc = oenc = OuchEncoder(session_bits=sbits, width=w, dest_bits=dbits)
         m.submodules.itch_enc = ienc = ItchEncoder(width=w, dest_bits=dbits,
                                                    feed_dest=len(names) - 1)
@@ -95,8 +99,10 @@ class PacketLoopback(wiring.Component):
         wiring.connect(m, ing.rd, ses.rd)
         wiring.connect(m, ses.o, dec.i)
         wiring.connect(m, dec.o, core.i)
-        wiring.connect(m, core.oe, oenc.i)
-        wiring.connect(m, core.md, ienc.i)
+        wiring.connect(m, core.oe, oe_fifo.i)
+        wiring.connect(m, oe_fifo.o, oenc.i)
+        wiring.connect(m, core.md, md_fifo.i)
+        wiring.connect(m, md_fifo.o, ienc.i)
         wiring.connect(m, oenc.o, mux.oe)
         wiring.connect(m, ienc.o, mux.md)
         wiring.connect(m, mux.o, pfifo.i)
@@ -113,7 +119,8 @@ class PacketLoopback(wiring.Component):
         m.d.comb += self.counters.frames_out.eq(frames_out)
 
         quiet = Signal()
-        m.d.comb += quiet.eq(~dec.o.valid & ~core.oe.valid & ~core.md.valid & ~oenc.o.valid
+        m.d.comb += quiet.eq(~dec.o.valid & ~core.oe.valid & ~core.md.valid & ~oe_fifo.o.valid
+                             & ~md_fifo.o.valid & ~oenc.o.valid
                              & ~ienc.o.valid & ~pfifo.o.valid & ~fr.o.valid)
         m.d.comb += self.idle.eq(ing.idle & ses.idle & quiet & pkt.idle)
         return m

@@ -8,8 +8,8 @@ one whose length is not its type's size is ``drop_bad_length``; a first byte
 that names no inbound message is ``drop_unknown_type``.  Each message passed on
 counts ``messages_in``.
 
-Latency: 1 cycle (one register stage).  Back-pressure: `i.ready` is high when
-the output register is empty or being taken; dropped blocks take one cycle.
+Latency: 2 cycles (classify, then the typed fields).  Back-pressure: a
+two-register pipeline; dropped blocks take one cycle.
 """
 
 from __future__ import annotations
@@ -42,17 +42,42 @@ class OuchDecoder(wiring.Component):
         m = Module()
         blk = self.i.payload
         cnt = self.counters
-        wire = Cat(*blk.data)
+
+        # stage 1: classify the block (type byte, length) and hold it
         known = Signal()
         size_ok = Signal()
         kind = Signal(InboundKind)
         for k, lay in enumerate(INBOUND_LAYOUTS):
             with m.If(blk.data[0] == ord(lay.type_code)):
                 m.d.comb += [known.eq(1), kind.eq(k), size_ok.eq(blk.length == lay.size)]
+        s1_valid = Signal()
+        s1 = Signal.like(blk)
+        s1_kind = Signal(InboundKind)
 
-        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        # stage 2: the typed fields, a fixed byte permutation per kind
+        out = self.o.payload
+        s2_free = ~self.o.valid | self.o.ready
+        m.d.comb += self.i.ready.eq(~s1_valid | s2_free)
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
+        with m.If(s2_free):
+            m.d.sync += s1_valid.eq(0)
+        with m.If(s1_valid & s2_free):
+            wire = Cat(*s1.data)
+            m.d.sync += [
+                cnt.messages_in.eq(cnt.messages_in + 1),
+                self.o.valid.eq(1),
+                out.kind.eq(s1_kind),
+                out.session.eq(s1.session),
+                out.ts.eq(s1.ts),
+                out.tag.eq(s1.tag),
+            ]
+            with m.Switch(s1_kind):
+                for k, lay in enumerate(INBOUND_LAYOUTS):
+                    with m.Case(k):
+                        view = from_wire(lay, wire[:8 * lay.size])
+                        m.d.sync += out.body.eq(view.as_value())
+
         with m.If(self.i.valid & self.i.ready):
             with m.If(blk.length == 0):
                 m.d.sync += cnt.drop_bad_length.eq(cnt.drop_bad_length + 1)
@@ -61,19 +86,5 @@ class OuchDecoder(wiring.Component):
             with m.Elif(~size_ok):
                 m.d.sync += cnt.drop_bad_length.eq(cnt.drop_bad_length + 1)
             with m.Else():
-                out = self.o.payload
-                m.d.sync += [
-                    cnt.messages_in.eq(cnt.messages_in + 1),
-                    self.o.valid.eq(1),
-                    out.kind.eq(kind),
-                    out.session.eq(blk.session),
-                    out.ts.eq(blk.ts),
-                    out.tag.eq(blk.tag),
-                    out.body.eq(0),
-                ]
-                with m.Switch(kind):
-                    for k, lay in enumerate(INBOUND_LAYOUTS):
-                        with m.Case(k):
-                            m.d.sync += out.body[lay.name].eq(
-                                from_wire(lay, wire[:8 * lay.size]))
+                m.d.sync += [s1_valid.eq(1), s1.eq(blk), s1_kind.eq(kind)]
         return m
