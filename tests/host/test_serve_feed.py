@@ -130,10 +130,11 @@ def test_multicast_feed_on_the_loopback_interface(tmp_path):
         r.close()
 
 
-def test_udp_order_entry_is_byte_identical_to_the_reference_pipeline(tmp_path):
+@pytest.mark.parametrize("engine", ["reference", "software"])
+def test_udp_order_entry_is_byte_identical_to_the_reference_pipeline(tmp_path, engine):
     """A generated flow (tickcore gen, with damaged messages) sent to the live venue over
     UDP: every response and feed packet equals what refmodel's Venue emits for the same
-    datagrams and ingress timestamps."""
+    datagrams and ingress timestamps, whichever engine the venue runs."""
     users = parse_users(USERS)
     spec = build_spec(None, users)
     cfg = spec.cfg
@@ -151,7 +152,8 @@ def test_udp_order_entry_is_byte_identical_to_the_reference_pipeline(tmp_path):
     received = {}
     try:
         with ServerThread(spec, users, tmp_path / "journal",
-                          ServeOptions(port=0, fsync="none", feed=feed.dest)) as srv:
+                          ServeOptions(port=0, fsync="none", feed=feed.dest,
+                                       engine=engine)) as srv:
             udp_names = spec.session_names({"udp"})
             for name in udp_names:
                 sockets[name] = UdpOrderEntry("127.0.0.1", srv.udp_port, name)
