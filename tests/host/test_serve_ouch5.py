@@ -262,3 +262,25 @@ def test_ouch_connect_trades_and_its_fills_agree_with_the_itch_feed(tmp_path):
         finally:
             bob.close()
             feed.close()
+
+
+def test_a_silent_ouch_connect_client_times_out_and_its_session_is_freed(tmp_path):
+    users = parse_users(USERS)
+    spec = build_spec(None, users)
+    opts = ServeOptions(port=0, fsync="none", feed=("127.0.0.1", 9), heartbeat_timeout=0.5)
+    with ServerThread(spec, users, tmp_path / "j", opts) as srv:
+        # a client heartbeat interval far beyond the server's timeout: it falls silent
+        silent = ouch_connect.CltAuto(
+            f"127.0.0.1:{srv.tcp_port}", Recorder(), username="oc1", password="oc1pw",
+            session_id="", sequence=1, clt_max_hbeat_interval=60.0,
+            svc_max_hbeat_interval=60.0, connect_timeout=2.0, io_timeout=1.0, name="silent")
+        try:
+            deadline = time.monotonic() + 10
+            while srv.counters()["tcp_heartbeat_timeout"] < 1:
+                assert time.monotonic() < deadline, srv.counters()
+                time.sleep(0.05)
+            rec = Recorder()                       # the session is free again
+            with _oc_client(srv.tcp_port, rec, sequence=1, name="again"):
+                assert rec.wait("SystemEvent")[0]["event_code"] == "START_OF_DAY"
+        finally:
+            silent.__exit__(None, None, None)
