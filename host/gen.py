@@ -26,7 +26,7 @@ from tickcore.refmodel.client import ClientSession
 from tickcore.refmodel.matcher import MatchingCore
 from tickcore.refmodel.packet import ETHERNET, IPV4
 
-DEFAULT_START_NS = 1_795_962_600_000_000_000      # 2026-12-03 14:30:00 UTC, 09:30 New York
+DEFAULT_START_NS = 1_796_049_000_000_000_000      # Mon 2026-11-30 14:30 UTC, the 09:30 New York open
 
 MIX = (
     ("passive", 34), ("cancel", 31), ("replace", 28), ("reduce", 4), ("aggressive", 5),
