@@ -11,8 +11,9 @@ Ports (plain memory-style ports, not streams):
 - write: ``w_en``, ``w_addr``, ``w_data`` (byte ``j`` goes to ``w_addr + j``),
   ``w_mask`` (lane ``j`` written when bit ``j`` is set).
 - read: ``r_en``, ``r_addr``; ``r_data`` byte ``j`` is the byte at ``r_addr + j``
-  `read_latency` (2) cycles after ``r_en``: the bank outputs are registered
-  before the rotation (block RAM output registers: an ECP5 EBR's unregistered
+  `read_latency` (3) cycles after ``r_en``: the request is registered (the
+  reader's address arithmetic stays out of the memory's address path) and the
+  bank outputs are registered before the rotation (an ECP5 EBR's unregistered
   output alone takes over 4 ns).  Requests may be issued every cycle.
 
 A read and a write of the same byte in one cycle return the old byte.
@@ -28,7 +29,7 @@ from amaranth.utils import ceil_log2
 
 
 class ByteBuffer(wiring.Component):
-    read_latency = 2
+    read_latency = 3
 
     def __init__(self, depth: int, *, banks: int, write_width: int, read_width: int):
         if banks & (banks - 1) or not 1 <= write_width <= banks or not 1 <= read_width <= banks:
@@ -58,8 +59,11 @@ class ByteBuffer(wiring.Component):
 
         w_shift = self.w_addr[:sbits] if sbits else Const(0, 1)
         w_row = self.w_addr[sbits:]
-        r_shift = self.r_addr[:sbits] if sbits else Const(0, 1)
-        r_row = self.r_addr[sbits:]
+        r_en = Signal()
+        r_addr = Signal.like(self.r_addr)
+        m.d.sync += [r_en.eq(self.r_en), r_addr.eq(self.r_addr)]
+        r_shift = r_addr[:sbits] if sbits else Const(0, 1)
+        r_row = r_addr[sbits:]
 
         pad = nb - self.write_width
         lanes = Cat(self.w_data.as_value(), Const(0, 8 * pad))
@@ -79,8 +83,8 @@ class ByteBuffer(wiring.Component):
         r_shift_q = Signal(max(1, sbits))
         r_shift_qq = Signal(max(1, sbits))
         r_en_q = Signal()
-        m.d.sync += r_en_q.eq(self.r_en)
-        with m.If(self.r_en):
+        m.d.sync += r_en_q.eq(r_en)
+        with m.If(r_en):
             m.d.sync += r_shift_q.eq(r_shift)
         with m.If(r_en_q):
             m.d.sync += r_shift_qq.eq(r_shift_q)
@@ -95,7 +99,7 @@ class ByteBuffer(wiring.Component):
                 wp.data.eq(rot_data[8 * k:8 * k + 8]),
                 wp.en.eq(self.w_en & rot_mask[k]),
                 rp.addr.eq(r_row + (k < r_shift)),
-                rp.en.eq(self.r_en),
+                rp.en.eq(r_en),
             ]
             q = Signal(8, name=f"bank{k}_q")
             with m.If(r_en_q):

@@ -13,7 +13,7 @@ reused.  Nothing of a frame is passed on before its last byte has been checked
 (store and forward), so no stage ever sees a half-parsed frame.
 
 The consumer reads the payload through `rd` (a `ByteBuffer` read port: bytes at
-slot * slot_bytes + 42 + offset, `read_latency` (2) cycles after the request) and completes the
+slot * slot_bytes + 42 + offset, `read_latency` (3) cycles after the request) and completes the
 `o` transfer when it is done with the frame, which frees the slot.
 
 Latency: the descriptor is valid 4 cycles after the last beat is accepted

@@ -79,6 +79,9 @@ class OuchDecoder(wiring.Component):
                         m.d.sync += out.body.eq(view.as_value())
 
         with m.If(self.i.valid & self.i.ready):
+            # the wide register loads on every transfer (a simple enable); only the
+            # valid flag depends on the classification (timing)
+            m.d.sync += [s1.eq(blk), s1_kind.eq(kind)]
             with m.If(blk.length == 0):
                 m.d.sync += cnt.drop_bad_length.eq(cnt.drop_bad_length + 1)
             with m.Elif(~known):
@@ -86,5 +89,5 @@ class OuchDecoder(wiring.Component):
             with m.Elif(~size_ok):
                 m.d.sync += cnt.drop_bad_length.eq(cnt.drop_bad_length + 1)
             with m.Else():
-                m.d.sync += [s1_valid.eq(1), s1.eq(blk), s1_kind.eq(kind)]
+                m.d.sync += s1_valid.eq(1)
         return m

@@ -177,13 +177,17 @@ class Packetizer(wiring.Component):
         active = Signal()
         cur = Signal(meta_shape)
         row = Signal(range(self.slot_bytes // w + 1))
-        frame_len = Signal(16)
-        m.d.comb += frame_len.eq(PAYLOAD_OFF + cur.length)
-        nrows = (frame_len + (w - 1)) >> ceil_log2(w) if w > 1 else frame_len
-        is_last = row == nrows - 1
+        # the last row and its byte count, worked out when the packet is loaded (timing)
+        last_row = Signal.like(row)
+        last_nbytes = Signal(range(w + 1))
+        is_last = row == last_row
+        new_meta = Signal(meta_shape)
+        m.d.comb += new_meta.eq(closed.r_data)
+        end = Signal(16)                        # frame length - 1
+        m.d.comb += end.eq(PAYLOAD_OFF - 1 + new_meta.length)
 
         out_shape = packet_beat(w, self.dest_bits)
-        depth = 8
+        depth = 16
         m.submodules.outq = outq = SyncFIFOBuffered(width=out_shape.size, depth=depth)
         lat = buf.read_latency
         inflight = [Signal(name=f"inflight{k}") for k in range(lat)]
@@ -203,7 +207,9 @@ class Packetizer(wiring.Component):
                 m.d.sync += active.eq(0)
                 m.d.comb += release.eq(1 << cur.slot)
         with m.If(load):
-            m.d.sync += [cur.eq(closed.r_data), active.eq(1), row.eq(0)]
+            m.d.sync += [cur.eq(closed.r_data), active.eq(1), row.eq(0),
+                         last_row.eq(end >> ceil_log2(w)),
+                         last_nbytes.eq((end & (w - 1)) + 1 if w > 1 else 1)]
 
         # what each read in flight is, for when its data arrives `lat` cycles later
         stages = []
@@ -214,7 +220,7 @@ class Packetizer(wiring.Component):
                            Signal(range(w + 1), name=f"s{k}_nbytes")))
         m.d.sync += [
             stages[0][0].eq(row), stages[0][1].eq(cur), stages[0][2].eq(is_last),
-            stages[0][3].eq(Mux(is_last, frame_len - row * w, w)),
+            stages[0][3].eq(Mux(is_last, last_nbytes, w)),
         ]
         for k in range(1, lat):
             m.d.sync += [a.eq(b) for a, b in zip(stages[k], stages[k - 1], strict=True)]

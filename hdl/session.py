@@ -22,7 +22,7 @@ descriptor is taken (freeing the ingress slot) when the frame is done.  Output
 first 49 bytes (zero beyond the length).
 
 Latency (cycles, R = read width in bytes = max(width, 2), L = buffer read
-latency, 2): ceil(20/R) + L + 1 for the header, L + 1 per block for the walk,
+latency, 3): ceil(20/R) + L + 1 for the header, L + 1 per block for the walk,
 2 to fetch the expected number, then per message L + 1 + ceil(min(length,
 49)/R) + L to the `o` transfer.  Back-pressure:
 `o` holds its payload until taken; the next message is not read meanwhile.
@@ -54,7 +54,7 @@ def session_bits(n: int) -> int:
 
 class Session(wiring.Component):
     def __init__(self, *, session_names, slots: int, slot_bytes: int, read_width: int,
-                 read_latency: int = 2):
+                 read_latency: int = 3):
         self.names = tuple(session_names)
         if not 1 <= len(self.names) <= 64:
             raise ValueError("1 to 64 sessions")
