@@ -14,7 +14,7 @@ import pytest
 
 from tickcore.host.fast.engine import FastEngine
 from tickcore.host.gen import FlowGenerator, GenOptions
-from tickcore.refmodel import ouch
+from tickcore.refmodel import moldudp64, ouch
 from tickcore.refmodel.client import ClientSession
 from tickcore.refmodel.config import STP_MODES, load_config
 from tickcore.refmodel.decode import decode_frame
@@ -158,3 +158,28 @@ def test_per_message_core_matches_refmodel_record_for_record():
         core.close(T0 + 3001)
     assert ref.take() == fast.take()
     assert ref.counters == fast.counters
+
+
+def test_foundation_adversarial_frames():
+    """Every hand-made bad frame and session-layer case of the foundation tests
+    (tests/refmodel/test_venue.py), in one flow, through both engines."""
+    from ..refmodel import test_venue as tv
+    cfg = small_config()
+    good = tv.good_frame(cfg, seq=1)
+    frames = [make(good) for make, _ in tv.BAD_FRAMES]
+    c1 = ClientSession(cfg, cfg.session_by_name("S1".ljust(10)))
+    msg = ouch.CANCEL_ORDER.build(token="X", shares=0)
+    frames += [
+        c1.raw_frame(b"S1".ljust(10) + bytes(5)),
+        c1.raw_frame(moldudp64.pack_packet("S1", 1, [msg])[:-1]),
+        c1.raw_frame(moldudp64.pack_packet("S1", 1, [msg]) + b"x"),
+        c1.raw_frame(moldudp64.end_of_session("S1", 1)),
+        c1.raw_frame(moldudp64.pack_packet("NOBODY", 1, [msg])),
+        c1.frame([]),
+        c1.frame([b"Q123", b"", enter_bytes("A", "B", 1, "AAA", 1_000_000)[:-1], msg]),
+        c1.frame([msg], seq=1), c1.frame([msg], seq=99), c1.frame([msg], seq=2**64 - 1),
+        good + bytes(30),
+    ]
+    assert_engines_agree(cfg, [(T0 + i, f) for i, f in enumerate(frames)],
+                         label="foundation adversarial frames")
+

@@ -58,7 +58,7 @@ def with_ip_checksum(frame):
     return bytes(b)
 
 
-@pytest.mark.parametrize("make, reason", [
+BAD_FRAMES = [   # (damage applied to a good frame, the drop reason it must get)
     (lambda f: f[:10], "truncated"),
     (lambda f: corrupt(f, 0, 0x03), "mac_filter"),
     (lambda f: f[:12] + b"\x86\xdd" + f[14:], "not_ipv4"),
@@ -74,7 +74,10 @@ def with_ip_checksum(frame):
     (lambda f: corrupt(f, UDP_OFF + 5, 3), "udp_length"),
     (lambda f: corrupt(f, UDP_OFF + 3, 1), "port_filter"),
     (lambda f: corrupt(f, len(f) - 1, f[-1] ^ 0x10), "udp_checksum"),
-])
+]
+
+
+@pytest.mark.parametrize("make, reason", BAD_FRAMES)
 def test_each_bad_frame_is_dropped_with_its_reason(cfg, make, reason):
     v = opened(cfg)
     before = book_snapshot(v)
