@@ -99,6 +99,8 @@ def main(argv=None) -> int:
     p.add_argument("--config", help="venue configuration JSON (default: built-in venue)")
     args = p.parse_args(argv)
     freq = args.freq or (150.0 if args.width == 8 else 156.25)
+    # the YoWASP launchers sit beside this Python in a virtualenv
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]
     for var, tool in TOOLS.items():
         if var not in os.environ:
             if shutil.which(tool) is None:
