@@ -6,7 +6,9 @@
 time of day (`refmodel.itch.ns_since_midnight(ts)`) and its index as tag; each
 output frame comes back with the tag of the inbound frame that caused it, and
 is given that frame's pcap timestamp, exactly like
-`refmodel.venue.run_records(cfg, records, mode="loopback")`.
+`refmodel.venue.run_records(cfg, records, mode="loopback")`.  `counters` holds
+the non-zero counters under refmodel's names, so it compares equal to
+`Venue(cfg, "loopback").all_counters()`.
 """
 
 from __future__ import annotations
@@ -16,18 +18,21 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tickcore.refmodel.itch import ns_since_midnight
 
-from .build import Build, ToolchainMissing, build  # noqa: F401  (re-exported)
+from .build import Build, ToolchainMissing, build
+
+__all__ = ["Build", "SimResult", "ToolchainMissing", "build", "simulate"]
 
 
 @dataclass
 class SimResult:
     outputs: list                        # [(ts_ns, frame)]
-    counters: dict                       # refmodel's counter names
+    counters: Counter                    # refmodel's counter names, non-zero ones
     cycles: int                          # clock cycles from reset release to done
     seconds: float                       # wall time of the simulation run (not the build)
     width: int
@@ -86,7 +91,10 @@ def simulate(cfg, records, *, design: str = "loopback", width: int = 8, build_di
              idle: float = 0.0, stall: float = 0.0, seed: int = 1, log=None) -> SimResult:
     """Run `records` through the gateware; `idle` / `stall` are the probabilities of
     an idle cycle between inbound frames and of output back-pressure per cycle."""
-    from cocotb_tools.runner import get_runner
+    try:
+        from cocotb_tools.runner import get_runner
+    except ImportError:
+        raise ToolchainMissing("cocotb is not installed (pip install 'tickcore[hdl]')") from None
 
     records = list(records)
     if width % 8 or not 8 <= width <= 64:
@@ -120,9 +128,11 @@ def simulate(cfg, records, *, design: str = "loopback", width: int = 8, build_di
         outputs, spans, first_out = read_outputs(tmp / "out.txt", b, records)
         in_last = [int(x, 16) for x in (tmp / "ev.txt").read_text().split()]
     cnt = int(cnt_s, 16)
-    counters = {}
+    counters = Counter()                 # like Venue.all_counters(): only what was counted
     for k, name in enumerate(b.ports.counter_names):
-        counters[name] = (cnt >> (32 * k)) & 0xFFFFFFFF
+        value = (cnt >> (32 * k)) & 0xFFFFFFFF
+        if value:
+            counters[name] = value
     latencies = [(tag, first_out[tag] - in_last[tag]) for tag in sorted(first_out)]
     return SimResult(outputs, counters, int(cyc_s, 16), seconds, width, latencies, spans,
                      in_last)
