@@ -178,8 +178,13 @@ def publish_system_event(E, code):
 
 @njit(cache=True, inline="always")
 def at(E, ts):
+    """Set the ingress timestamp and its time of day (the division only at a new day)."""
     E.sc[SC.TS] = ts
-    E.sc[SC.TOD] = ts % NS_PER_DAY
+    tod = ts - E.sc[SC.DAY_START]
+    if tod < 0 or tod >= NS_PER_DAY:
+        tod = ts % NS_PER_DAY
+        E.sc[SC.DAY_START] = ts - tod
+    E.sc[SC.TOD] = tod
 
 
 @njit(cache=True, inline="always")
@@ -319,7 +324,7 @@ def rate_ok(E, s):
 @njit(cache=True, inline="always")
 def risk_terms(E, s, sym, buy, shares, price):
     market = price == MARKET
-    if not market and price % E.sym_tick[sym] != 0:
+    if not market and np.uint32(price) % np.uint32(E.sym_tick[sym]) != 0:
         return REJ_PRICE
     if shares > E.sess_max_qty[s]:
         return REJ_MAX_QTY

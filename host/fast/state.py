@@ -70,7 +70,7 @@ for _code, _name in ouch.CANCEL_REASON_NAMES.items():
 
 SCALARS = ("NEXT_REF", "NEXT_MATCH", "VENUE_KILLED", "FREE_TOP", "TS", "TOD",
            "OE_N", "OE_BYTES", "MD_N", "MD_BYTES", "OUT_N", "OUT_BYTES", "RESUME_MSG",
-           "LAT_N", "MODE", "FEED_SEQ", "LAT_ON")
+           "LAT_N", "MODE", "FEED_SEQ", "LAT_ON", "DAY_START")
 SC = IntEnum("SC", {name: i for i, name in enumerate(SCALARS)})
 
 MODE_MATCH, MODE_LOOPBACK = 0, 1
@@ -194,6 +194,7 @@ def new_engine(cfg, mode: str, out_bytes: int, lat_samples: int = 0):
     sc[SC.NEXT_MATCH] = 1
     sc[SC.FREE_TOP] = n
     sc[SC.FEED_SEQ] = 1
+    sc[SC.DAY_START] = -(1 << 62)          # no day yet
     sc[SC.LAT_ON] = lat_samples > 0
     sc[SC.MODE] = MODE_MATCH if mode == "match" else MODE_LOOPBACK
     u8 = np.uint8

@@ -183,27 +183,39 @@ def ones_sum(b, p, n, initial):
     return np.int64(fold16(s + np.uint64(initial)))
 
 
-def crc32_table() -> np.ndarray:
-    table = np.zeros(256, np.uint32)
+def crc32_tables() -> np.ndarray:
+    """Slicing-by-8 tables of CRC-32 (IEEE 802.3, reflected 0xEDB88320)."""
+    tables = np.zeros((8, 256), np.uint32)
     for i in range(256):
         c = i
         for _ in range(8):
             c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
-        table[i] = c
-    return table
+        tables[0, i] = c
+    for k in range(1, 8):
+        for i in range(256):
+            prev = int(tables[k - 1, i])
+            tables[k, i] = (prev >> 8) ^ int(tables[0, prev & 0xFF])
+    return tables
 
 
-CRC_TABLE = crc32_table()
+CRC_TABLES = crc32_tables()
+CRC_TABLE = CRC_TABLES[0]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def crc32_token(session, tok_hi, tok_lo):
-    """zlib.crc32 of [session byte, 14 token bytes] (refmodel/tokenmap.py)."""
+    """zlib.crc32 of [session byte, 14 token bytes] (refmodel/tokenmap.py); the
+    first eight token bytes in one slicing-by-8 step."""
     c = np.uint32(0xFFFFFFFF)
     c = CRC_TABLE[(c ^ np.uint32(session & 0xFF)) & np.uint32(0xFF)] ^ (c >> np.uint32(8))
-    for i in range(8):
-        byte = np.uint32((tok_hi >> np.uint64(8 * (7 - i))) & np.uint64(0xFF))
-        c = CRC_TABLE[(c ^ byte) & np.uint32(0xFF)] ^ (c >> np.uint32(8))
+    le = bswap64(tok_hi)                           # token bytes 0-7, byte 0 lowest
+    one = np.uint32(le & np.uint64(0xFFFFFFFF)) ^ c
+    two = np.uint32(le >> np.uint64(32))
+    m = np.uint32(0xFF)
+    c = (CRC_TABLES[7, one & m] ^ CRC_TABLES[6, (one >> np.uint32(8)) & m]
+         ^ CRC_TABLES[5, (one >> np.uint32(16)) & m] ^ CRC_TABLES[4, one >> np.uint32(24)]
+         ^ CRC_TABLES[3, two & m] ^ CRC_TABLES[2, (two >> np.uint32(8)) & m]
+         ^ CRC_TABLES[1, (two >> np.uint32(16)) & m] ^ CRC_TABLES[0, two >> np.uint32(24)])
     for i in range(6):
         byte = np.uint32((tok_lo >> np.uint64(8 * (5 - i))) & np.uint64(0xFF))
         c = CRC_TABLE[(c ^ byte) & np.uint32(0xFF)] ^ (c >> np.uint32(8))

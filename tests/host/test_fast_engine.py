@@ -183,3 +183,18 @@ def test_foundation_adversarial_frames():
     assert_engines_agree(cfg, [(T0 + i, f) for i, f in enumerate(frames)],
                          label="foundation adversarial frames")
 
+
+
+def test_compiled_crc_is_zlib_crc32():
+    """The token map's bucket hash in the compiled engine is CRC-32 as refmodel's."""
+    import zlib
+
+    import numpy as np
+
+    from tickcore.host.fast.wire import crc32_token
+    rng = random.Random(9)
+    for _ in range(5000):
+        session, token = rng.randrange(64), rng.randbytes(14)
+        hi, lo = int.from_bytes(token[:8], "big"), int.from_bytes(token[8:], "big")
+        assert crc32_token(session, np.uint64(hi), np.uint64(lo)) == \
+            zlib.crc32(bytes([session]) + token)
