@@ -22,7 +22,7 @@ descriptor is taken (freeing the ingress slot) when the frame is done.  Output
 first 49 bytes (zero beyond the length).
 
 Latency (cycles, R = read width in bytes = max(width, 2), L = buffer read
-latency, 3): ceil(20/R) + L + 1 for the header, L + 1 per block for the walk,
+latency, 3): ceil(20/R) + L for the header (the first read leaves from IDLE), L + 1 per block for the walk,
 2 to fetch the expected number, then per message L + 1 + ceil(min(length,
 49)/R) + L to the `o` transfer.  Back-pressure:
 `o` holds its payload until taken; the next message is not read meanwhile.
@@ -118,6 +118,11 @@ class Session(wiring.Component):
         def bump(field):
             m.d.sync += cnt[field].eq(cnt[field] + 1)
 
+        def release():
+            """Done with the frame: take the descriptor (frees the slot), back to IDLE."""
+            m.d.comb += self.i.ready.eq(1)
+            m.next = "IDLE"
+
         def capture(regs, n):
             """Store the read data of chunk `chunk - lat` into regs[0:n]."""
             for c in range(-(-n // rw)):
@@ -146,8 +151,12 @@ class Session(wiring.Component):
                 with m.If(self.i.valid):
                     with m.If(desc.length < HEADER):
                         bump("drop_session_truncated")
-                        m.next = "RELEASE"
+                        release()
                     with m.Else():
+                        # the first header read goes out from here
+                        m.d.comb += [self.rd.en.eq(1),
+                                     self.rd.addr.eq(desc.slot * self.slot_bytes + HEADERS_SIZE)]
+                        m.d.sync += chunk.eq(1)
                         m.next = "HEADER"
             with m.State("HEADER"):
                 nh = -(-HEADER // rw)
@@ -160,7 +169,7 @@ class Session(wiring.Component):
                 m.d.sync += [pos.eq(HEADER), index.eq(0)]
                 with m.If(count == moldudp64.COUNT_END_OF_SESSION):
                     bump("drop_session_malformed")
-                    m.next = "RELEASE"
+                    release()
                 with m.Else():
                     m.next = "WALK"
             with m.State("WALK"):
@@ -169,10 +178,10 @@ class Session(wiring.Component):
                         m.next = "LOOKUP"
                     with m.Else():
                         bump("drop_session_malformed")
-                        m.next = "RELEASE"
+                        release()
                 with m.Elif(pos + 2 > length):
                     bump("drop_session_malformed")
-                    m.next = "RELEASE"
+                    release()
                 with m.Else():
                     m.d.comb += [self.rd.en.eq(1), self.rd.addr.eq(base + pos)]
                     m.next = "WALK_WAIT1" if lat > 1 else "WALK_LEN"
@@ -183,7 +192,7 @@ class Session(wiring.Component):
                 next_pos = pos + 2 + rlen
                 with m.If(next_pos > length):
                     bump("drop_session_malformed")
-                    m.next = "RELEASE"
+                    release()
                 with m.Else():
                     m.d.sync += [pos.eq(next_pos), index.eq(index + 1)]
                     m.next = "WALK"
@@ -191,10 +200,10 @@ class Session(wiring.Component):
                 m.d.sync += [pos.eq(HEADER), index.eq(0), seq.eq(sequence)]
                 with m.If(~hit):
                     bump("drop_unknown_session")
-                    m.next = "RELEASE"
+                    release()
                 with m.Elif(count == 0):
                     bump("heartbeats")
-                    m.next = "RELEASE"
+                    release()
                 with m.Else():
                     m.d.comb += exp_rd.en.eq(1)
                     m.next = "LOAD"
@@ -205,7 +214,7 @@ class Session(wiring.Component):
                 with m.If(index == count):
                     m.d.comb += exp_wr.en.eq(1)
                     m.d.sync += fresh.eq(fresh & ~(1 << sess))
-                    m.next = "RELEASE"
+                    release()
                 with m.Else():
                     m.d.comb += [self.rd.en.eq(1), self.rd.addr.eq(base + pos)]
                     m.next = "MSG_WAIT1" if lat > 1 else "MSG_LEN"
@@ -241,7 +250,4 @@ class Session(wiring.Component):
                 with m.If(self.o.ready):
                     m.d.sync += [pos.eq(pos + 2 + blen), index.eq(index + 1), seq.eq(seq + 1)]
                     m.next = "MSG"
-            with m.State("RELEASE"):
-                m.d.comb += self.i.ready.eq(1)
-                m.next = "IDLE"
         return m
