@@ -22,10 +22,11 @@ descriptor is taken (freeing the ingress slot) when the frame is done.  Output
 first 49 bytes (zero beyond the length).
 
 Latency (cycles, R = read width in bytes = max(width, 2), L = buffer read
-latency, 3): ceil(20/R) + L for the header (the first read leaves from IDLE), L + 1 per block for the walk,
-2 to fetch the expected number, then per message L + 1 + ceil(min(length,
-49)/R) + L to the `o` transfer.  Back-pressure:
-`o` holds its payload until taken; the next message is not read meanwhile.
+latency, 3): ceil(20/R) + L for the header (the first read leaves from IDLE),
+L + 1 per block for the walk, 2 to fetch the expected number, then per message
+L + 1 + ceil(min(length, 49)/R) + L to the `o` transfer; the descriptor is
+taken in the cycle the frame is done.  Back-pressure: `o` holds its payload
+until taken; the next message is not read meanwhile.
 """
 
 from __future__ import annotations
