@@ -24,8 +24,8 @@ first 49 bytes (zero beyond the length).
 Latency (cycles, R = read width in bytes = max(width, 2), L = buffer read
 latency, 3): ceil(20/R) + L for the header (the first read leaves from IDLE),
 L + 1 per block for the walk, 2 to fetch the expected number, then per message
-L + 1 + ceil(min(length, 49)/R) + L to the `o` transfer; the descriptor is
-taken in the cycle the frame is done.  Back-pressure: `o` holds its payload
+L + 1 + ceil(min(length, 49)/R) + L to the `o` transfer, then 1 to take the
+descriptor.  Back-pressure: `o` holds its payload
 until taken; the next message is not read meanwhile.
 """
 
@@ -120,9 +120,9 @@ class Session(wiring.Component):
             m.d.sync += cnt[field].eq(cnt[field] + 1)
 
         def release():
-            """Done with the frame: take the descriptor (frees the slot), back to IDLE."""
-            m.d.comb += self.i.ready.eq(1)
-            m.next = "IDLE"
+            """Done with the frame: take the descriptor (frees the slot) from a state of
+            its own, so `i.ready` never waits on this cycle's decisions (timing)."""
+            m.next = "RELEASE"
 
         def capture(regs, n):
             """Store the read data of chunk `chunk - lat` into regs[0:n]."""
@@ -251,4 +251,7 @@ class Session(wiring.Component):
                 with m.If(self.o.ready):
                     m.d.sync += [pos.eq(pos + 2 + blen), index.eq(index + 1), seq.eq(seq + 1)]
                     m.next = "MSG"
+            with m.State("RELEASE"):
+                m.d.comb += self.i.ready.eq(1)
+                m.next = "IDLE"
         return m
