@@ -26,7 +26,7 @@ from tickcore.refmodel.client import ClientSession
 from tickcore.refmodel.matcher import MatchingCore
 from tickcore.refmodel.packet import ETHERNET, IPV4
 
-DEFAULT_START_NS = 1_796_049_000_000_000_000      # Mon 2026-11-30 14:30 UTC, the 09:30 New York open
+DEFAULT_START_NS = 1_796_049_000_000_000_000   # Mon 2026-11-30 14:30 UTC: the New York open
 
 MIX = (
     ("passive", 34), ("cancel", 31), ("replace", 28), ("reduce", 4), ("aggressive", 5),
