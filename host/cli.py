@@ -123,11 +123,14 @@ def cmd_gen(args) -> int:
 
 
 def _run_once(args, cfg, records):
+    progress = Progress(f"run ({args.engine})", len(records),
+                        not getattr(args, "quiet", False) and not getattr(args, "json", False))
     try:
-        name, runner, notes = engines.resolve(args.engine)
-        result = runner(cfg, args.mode, records)
+        _, runner, notes = engines.resolve(args.engine)
+        result = runner(cfg, args.mode, records, progress=lambda done, _: progress.update(done))
     except engines.EngineUnavailable as exc:
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+    progress.done()
     result.notes = notes + result.notes
     return result
 

@@ -32,11 +32,19 @@ class RunResult:
     notes: list = field(default_factory=list)
 
 
-def run_reference(cfg, mode: str, records) -> RunResult:
+def _reporting(records: list, progress):
+    for i, rec in enumerate(records):
+        if progress is not None and i % 4096 == 0:
+            progress(i, len(records))
+        yield rec
+
+
+def run_reference(cfg, mode: str, records, progress=None) -> RunResult:
+    """`progress(done, total)`, when given, is called every 4096 inbound frames."""
     venue = Venue(cfg, mode)
     records = list(records)
     t0 = time.perf_counter()
-    outputs = list(run_records(cfg, records, venue=venue))
+    outputs = list(run_records(cfg, _reporting(records, progress), venue=venue))
     seconds = time.perf_counter() - t0
     top = {}
     if mode == "match":
@@ -46,7 +54,7 @@ def run_reference(cfg, mode: str, records) -> RunResult:
     return RunResult("reference", outputs, venue.all_counters(), seconds, top)
 
 
-def run_software(cfg, mode: str, records) -> RunResult:
+def run_software(cfg, mode: str, records, progress=None) -> RunResult:
     from .fast.engine import FastEngine
     engine = FastEngine(cfg, mode)
     t0 = time.perf_counter()
@@ -56,7 +64,7 @@ def run_software(cfg, mode: str, records) -> RunResult:
     return RunResult("software", outputs, engine.counters(), seconds, top)
 
 
-def run_sim(cfg, mode: str, records) -> RunResult:
+def run_sim(cfg, mode: str, records, progress=None) -> RunResult:
     """The gateware under Verilator (sim/run.py); it holds the packet-loopback design."""
     if mode != "loopback":
         raise EngineUnavailable("engine sim: the gateware matching core is not built yet; the "
