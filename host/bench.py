@@ -16,7 +16,9 @@ On one generated flow (`tickcore gen` mix):
   -> cancel_order + add_limit_order.  It does no parsing, risk checks,
   encoding or framing, so the ratio flatters the peer.
 - serve: the live venue's round trip (client send to Accepted received) over
-  loopback TCP and UDP (host/serve_bench.py).
+  loopback TCP and UDP with the software engine, and beside it the same round
+  trip to a bare Python echo server: what the machine costs before any venue
+  work (host/serve_bench.py).
 
 Throughput is the median of `repeat` runs; latency percentiles come from the
 run with the median throughput.
@@ -239,11 +241,14 @@ def run_bench(orders: int = 200_000, seed: int = 1, repeat: int = 3, serve: bool
                             for k in ("reference", "peer")
                             if k in result and "msgs_per_s" in result[k]}
     if serve:
-        from .serve_bench import round_trip
+        from .serve_bench import echo_floor, round_trip
+        warmup = max(500, serve_samples // 10)
         for transport in ("tcp", "udp"):
-            say(f"serve round trip over {transport}")
+            say(f"serve round trip over {transport} (software engine), and the echo floor")
             result[f"serve_{transport}"] = round_trip(transport, samples=serve_samples,
-                                                      warmup=max(500, serve_samples // 10))
+                                                      warmup=warmup, engine="software")
+            result[f"echo_floor_{transport}"] = echo_floor(transport, samples=serve_samples,
+                                                           warmup=warmup)
     return result
 
 
@@ -269,10 +274,12 @@ def text_report(r: dict) -> str:
     for k, v in r.get("ratios", {}).items():
         lines.append(f"{k}: {v}x")
     for t in ("tcp", "udp"):
-        s = r.get(f"serve_{t}")
-        if s:
-            lines.append(f"serve round trip {t}: p50 {s['p50_ns']:,} ns, p99 {s['p99_ns']:,} ns, "
-                         f"p99.9 {s['p999_ns']:,} ns ({s['samples']} samples)")
+        for key, label in ((f"serve_{t}", f"serve round trip {t}"),
+                           (f"echo_floor_{t}", f"echo server {t} (machine floor)")):
+            s = r.get(key)
+            if s:
+                lines.append(f"{label}: p50 {s['p50_ns']:,} ns, p99 {s['p99_ns']:,} ns, "
+                             f"p99.9 {s['p999_ns']:,} ns ({s['samples']} samples)")
     return "\n".join(lines)
 
 

@@ -23,8 +23,10 @@ def test_bench_short_form_json(capsys):
     assert r["peer"]["ops"] > 2500
     assert r["flow"]["messages"] > 2900
     for t in ("tcp", "udp"):
-        s = r[f"serve_{t}"]
-        assert s["samples"] == 300 and 0 < s["p50_ns"] <= s["p99_ns"] <= s["p999_ns"]
+        for key in (f"serve_{t}", f"echo_floor_{t}"):
+            s = r[key]
+            assert s["samples"] == 300 and 0 < s["p50_ns"] <= s["p99_ns"] <= s["p999_ns"]
+        assert r[f"serve_{t}"]["engine"] == "software"
     assert set(r["ratios"]) == {"software_vs_reference", "software_vs_peer"}
 
 
