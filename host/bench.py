@@ -5,10 +5,10 @@ On one generated flow (`tickcore gen` mix):
 - reference: refmodel's Venue, frame by frame; latency = time.perf_counter_ns
   around each inbound frame's processing (frames mostly carry one message).
 - software: the fast engine; throughput of the compiled loop (frames in the
-  input buffer to frames in the output buffer) and end to end (including
-  packing the input and copying every output frame into Python bytes);
+  input buffer to frames in the output buffer) and end to end;
   latency = the CPU cycle counter around each message's processing, converted
-  to ns with the counter's rate measured against time.perf_counter_ns.
+  to ns with the counter's rate measured against time.perf_counter_ns; end to
+  end also counts turning a list of (ts, frame) objects into the input buffer.
 - peer: cython-orderbook (PyPI, a compiled price-time order book), given only
   the book operations of the same flow, decoded in advance outside the timing:
   Enter -> add_limit_order / add_market_order (IOC remainders canceled),
@@ -269,7 +269,7 @@ def text_report(r: dict) -> str:
         lines.append(f"{k:<12} {e['msgs_per_s']:>12,.0f} {e['p50_ns']:>9,} {e['p99_ns']:>9,} "
                      f"{e['p999_ns']:>9,}")
     if "software" in r:
-        lines.append(f"software end to end (with Python packing and frame copies): "
+        lines.append(f"software end to end (from Python (ts, frame) objects): "
                      f"{r['software']['end_to_end_msgs_per_s']:,.0f} msgs/s")
     for k, v in r.get("ratios", {}).items():
         lines.append(f"{k}: {v}x")
@@ -281,6 +281,48 @@ def text_report(r: dict) -> str:
                 lines.append(f"{label}: p50 {s['p50_ns']:,} ns, p99 {s['p99_ns']:,} ns, "
                              f"p99.9 {s['p999_ns']:,} ns ({s['samples']} samples)")
     return "\n".join(lines)
+
+
+def markdown_report(r: dict, command: str) -> str:
+    """The engines and live-venue part of docs/benchmarks.md, from one run."""
+    f, m = r["flow"], r["machine"]
+    out = [f"Command: `{command}`  ",
+           f"Machine: {m['cpu']}, {m['cores']} cores (shared VM), Linux {m['kernel']}, "
+           f"Python {m['python']}.  Date: {m['date']}.  ",
+           f"Flow: `tickcore gen --seed {f['seed']} --orders {f['orders']}`: {f['messages']:,} "
+           f"order-entry messages in {f['frames']:,} frames.  Throughput is the median of "
+           f"{r['repeat']} runs; latency percentiles come from the median run.", "",
+           "| engine | messages/s | p50 | p99 | p99.9 | what is timed |",
+           "|---|---|---|---|---|---|"]
+    what = {"reference": "refmodel Venue.process per frame: parse, match, encode, frame",
+            "software": "the compiled loop per message: match, encode, frame (cycle counter)",
+            "peer": "cython-orderbook per book operation (no parsing, risk or encoding)"}
+    for k in ("reference", "software", "peer"):
+        e = r.get(k)
+        if e and "error" not in e:
+            out.append(f"| {k} | {e['msgs_per_s']:,.0f} | {e['p50_ns']:,} ns | "
+                       f"{e['p99_ns']:,} ns | {e['p999_ns']:,} ns | {what[k]} |")
+    if "software" in r:
+        sw = r["software"]
+        out += ["", f"The software engine end to end, from a list of (ts, frame) Python "
+                    f"objects to the output frames in numpy buffers: "
+                    f"{sw['end_to_end_msgs_per_s']:,.0f} messages/s; with the per-message "
+                    f"cycle-counter probes on: {sw['msgs_per_s_with_latency_probes']:,.0f}."]
+    if r.get("ratios"):
+        out += ["", "Ratios, measured side by side in this run: " + ", ".join(
+            f"{k.replace('_', ' ')} **{v}x**" for k, v in r["ratios"].items()) + "."]
+    rows = [(k, label) for t in ("tcp", "udp")
+            for k, label in ((f"serve_{t}", f"serve, {t.upper()}, software engine"),
+                             (f"echo_floor_{t}", f"echo server, {t.upper()} (machine floor)"))
+            if k in r]
+    if rows:
+        out += ["", "| live venue round trip (send to Accepted) | p50 | p99 | p99.9 | samples |",
+                "|---|---|---|---|---|"]
+        for k, label in rows:
+            s = r[k]
+            out.append(f"| {label} | {s['p50_ns'] / 1000:,.0f} µs | {s['p99_ns'] / 1000:,.0f} µs"
+                       f" | {s['p999_ns'] / 1000:,.0f} µs | {s['samples']:,} |")
+    return "\n".join(out)
 
 
 def json_report(r: dict) -> str:

@@ -261,7 +261,7 @@ def cmd_sim(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import json_report, run_bench, text_report
+    from .bench import json_report, markdown_report, run_bench, text_report
     engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
     unknown = set(engines) - {"reference", "software", "peer"}
     if unknown:
@@ -273,7 +273,10 @@ def cmd_bench(args) -> int:
     result = run_bench(orders=args.orders, seed=args.seed, repeat=args.repeat,
                        serve=not args.no_serve, serve_samples=args.serve_samples,
                        engines=engines, progress=progress)
-    print(json_report(result) if args.json else text_report(result))
+    if args.markdown:
+        print(markdown_report(result, "tickcore bench " + " ".join(sys.argv[2:])))
+    else:
+        print(json_report(result) if args.json else text_report(result))
     return EXIT_OK
 
 
@@ -350,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true",
                    help="one JSON object: a key per engine with msgs_per_s, p50_ns, p99_ns, "
                         "p999_ns")
+    b.add_argument("--markdown", action="store_true",
+                   help="print the docs/benchmarks.md section for this run")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     b.set_defaults(func=cmd_bench)
 
