@@ -1,10 +1,15 @@
 """Book storage for the fast engine: refmodel/book.py and tokenmap.py in numba.
 
 Same geometry as refmodel: an order pool with a free-list stack (slot 0 handed
-out first), per symbol and side a price-sorted level array (best first) of
-FIFO queues linked through `pool_prev`/`pool_next`, and the set-associative
-token map (bucket = CRC-32 of [session, token] & (buckets - 1), lowest free
-way, no tombstones).  Every function is O(levels) or O(ways) at most.
+out first), per symbol and side a price-sorted array of at most
+`levels_per_side` levels holding FIFO queues linked through
+`pool_prev`/`pool_next`, and the set-associative token map (bucket = CRC-32 of
+[session, token] & (buckets - 1), lowest free way, no tombstones).
+
+One difference of layout, invisible on the wire: the level array is held
+worst first, best last (refmodel lists best first), so that the levels that
+come and go near the touch shift few entries.  Index `lv_count - 1` is the
+best level.  Every function is O(levels) or O(ways) at most.
 """
 
 from __future__ import annotations
@@ -48,18 +53,19 @@ def pool_release(E, slot):
 
 @njit(cache=True, inline="always")
 def level_find(E, sym, side, price):
-    """(index, found): the level at `price`, or where it would be inserted."""
-    n = E.lv_count[sym, side]
+    """(index, found): the level at `price`, or where it would be inserted.
+    Searches from the best level, where most activity is."""
     prices = E.lv_price[sym, side]
-    if side == BUY:
-        for i in range(n):
-            if prices[i] <= price:
-                return i, prices[i] == price
-    else:
-        for i in range(n):
-            if prices[i] >= price:
-                return i, prices[i] == price
-    return n, False
+    i = E.lv_count[sym, side] - 1
+    if side == BUY:                      # ascending prices: best (highest) last
+        while i >= 0 and prices[i] > price:
+            i -= 1
+    else:                                # descending prices: best (lowest) last
+        while i >= 0 and prices[i] < price:
+            i -= 1
+    if i >= 0 and prices[i] == price:
+        return i, True
+    return i + 1, False
 
 
 @njit(cache=True, inline="always")
@@ -144,7 +150,7 @@ def walk_symbol(E, sym, n):
     """Append the slots of a symbol in book-walk order to E.walk from index n:
     bids best to worst, then asks, FIFO within a level.  Returns the new n."""
     for side in range(2):
-        for i in range(E.lv_count[sym, side]):
+        for i in range(E.lv_count[sym, side] - 1, -1, -1):
             slot = E.lv_head[sym, side, i]
             while slot != NIL:
                 E.walk[n] = slot

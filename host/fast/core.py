@@ -366,7 +366,8 @@ def crosses(o, price):
 @njit(cache=True, inline="always")
 def marketable(E, o):
     opp = 1 - o.side
-    return E.lv_count[o.symbol, opp] > 0 and crosses(o, E.lv_price[o.symbol, opp, 0])
+    best = E.lv_count[o.symbol, opp] - 1
+    return best >= 0 and crosses(o, E.lv_price[o.symbol, opp, best])
 
 
 @njit(cache=True, inline="always")
@@ -378,7 +379,7 @@ def same_firm_blocks(E, o, slot):
 def executable(E, o):
     total = 0
     opp = 1 - o.side
-    for i in range(E.lv_count[o.symbol, opp]):
+    for i in range(E.lv_count[o.symbol, opp] - 1, -1, -1):       # best first
         if not crosses(o, E.lv_price[o.symbol, opp, i]):
             break
         slot = E.lv_head[o.symbol, opp, i]
@@ -451,8 +452,9 @@ def match_order(E, o):
         return False
     opp = 1 - o.side
     sym = o.symbol
-    while o.leaves > 0 and E.lv_count[sym, opp] > 0 and crosses(o, E.lv_price[sym, opp, 0]):
-        slot = E.lv_head[sym, opp, 0]
+    while o.leaves > 0 and E.lv_count[sym, opp] > 0 and \
+            crosses(o, E.lv_price[sym, opp, E.lv_count[sym, opp] - 1]):
+        slot = E.lv_head[sym, opp, E.lv_count[sym, opp] - 1]
         while slot != NIL and o.leaves > 0:
             nxt = E.pool_next[slot]
             if same_firm_blocks(E, o, slot):

@@ -81,7 +81,7 @@ class FastEngine:
             sides = []
             for side in (0, 1):
                 best = None
-                for i in range(int(a.lv_count[sym.index, side])):
+                for i in range(int(a.lv_count[sym.index, side]) - 1, -1, -1):
                     if a.lv_displayed[sym.index, side, i]:
                         best = (int(a.lv_price[sym.index, side, i]),
                                 int(a.lv_displayed[sym.index, side, i]))
