@@ -40,6 +40,11 @@ def assert_engines_agree(cfg, records, mode="match", label=""):
                         f"{have[1].hex()}")
     assert len(got) == len(expected), f"{label}: {len(got)} frames, refmodel {len(expected)}"
     assert fast.counters() == venue.all_counters(), label
+    if mode == "match":
+        book = venue.core.book
+        assert fast.top_of_book() == {
+            sym.stock.rstrip(): {"bid": book.top(sym.index, 0), "ask": book.top(sym.index, 1)}
+            for sym in cfg.symbols}, label
     return len(records)
 
 
@@ -157,6 +162,45 @@ def test_per_message_core_matches_refmodel_record_for_record():
     for core in (ref, fast):
         core.close(T0 + 3001)
     assert ref.take() == fast.take()
+    assert ref.counters == fast.counters
+
+
+def test_raw_path_matches_refmodel_packed_byte_for_byte():
+    """FastCore's bytes interface (handle_raw / take_raw, the live venue's hot path)
+    against MatchingCore's records packed with the refmodel layouts, on a random op
+    stream that also leaves a message's outputs staged across several records."""
+    from tickcore.host.fast.message_core import FastCore
+    from tickcore.refmodel.matcher import MatchingCore
+
+    def packed(core):
+        oe, md = core.take()
+        return ([(s, rec.layout.pack(rec)) for s, rec in oe],
+                [rec.layout.pack(rec) for rec in md])
+
+    rng = random.Random(11)
+    cfg = config("cancel_newest", "cancel_oldest", orders=40, levels=4, buckets=8, ways=2)
+    h = Harness(cfg)
+    ref, fast = MatchingCore(cfg), FastCore(cfg)
+    ref.open(T0)
+    fast.open(T0)
+    assert packed(ref) == fast.take_raw()
+    counter = itertools.count()
+    multi = 0
+    for i in range(3000):
+        op = random_op(rng, h, lambda: f"R{next(counter)}")
+        session, raw = op_bytes(op)
+        h.send(session, raw)
+        _, msg = ouch.decode_inbound(raw)
+        ref.handle(h.sid(session), T0 + 7 * i, msg)
+        fast.handle_raw(h.sid(session), T0 + 7 * i, raw)
+        want, got = packed(ref), fast.take_raw()
+        assert want == got, f"message {i}: {op}"
+        multi += len(got[0]) > 1 or len(got[1]) > 1
+    assert multi > 20                    # messages that staged several records
+    ref.close(T0 + 30_000)
+    fast.close(T0 + 30_000)
+    assert packed(ref) == fast.take_raw()
+    assert fast.take_raw() == ([], [])
     assert ref.counters == fast.counters
 
 
