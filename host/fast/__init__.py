@@ -4,7 +4,9 @@ numba's on-disk cache is keyed on each function's own source file only, so a
 compiled loop that inlines code from another file, or freezes wire offsets
 read from refmodel's layouts, would otherwise survive an edit of those files.
 The cache therefore lives in a directory named after a digest of every source
-it depends on (this package and refmodel), and older directories are removed.
+it depends on (this package and refmodel); directories of other digests are
+removed once they are an hour old (a process of another version may still be
+using a younger one).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 from pathlib import Path
 
 
@@ -25,7 +28,7 @@ def _cache_dir() -> Path:
     target = root / f"numba-{digest.hexdigest()[:16]}"
     if root.is_dir():
         for old in root.glob("numba-*"):
-            if old != target:
+            if old != target and time.time() - old.stat().st_mtime > 3600:
                 shutil.rmtree(old, ignore_errors=True)
         for old in root.glob("*.nb[ic]"):          # from before the cache had its own home
             old.unlink(missing_ok=True)
