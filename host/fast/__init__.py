@@ -28,8 +28,11 @@ def _cache_dir() -> Path:
     target = root / f"numba-{digest.hexdigest()[:16]}"
     if root.is_dir():
         for old in root.glob("numba-*"):
-            if old != target and time.time() - old.stat().st_mtime > 3600:
-                shutil.rmtree(old, ignore_errors=True)
+            try:
+                if old != target and time.time() - old.stat().st_mtime > 3600:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:                        # removed meanwhile by another process
+                pass
         for old in root.glob("*.nb[ic]"):          # from before the cache had its own home
             old.unlink(missing_ok=True)
     return target
