@@ -11,10 +11,12 @@ Ports (plain memory-style ports, not streams):
 - write: ``w_en``, ``w_addr``, ``w_data`` (byte ``j`` goes to ``w_addr + j``),
   ``w_mask`` (lane ``j`` written when bit ``j`` is set).
 - read: ``r_en``, ``r_addr``; ``r_data`` byte ``j`` is the byte at ``r_addr + j``
-  `read_latency` (3) cycles after ``r_en``: the request is registered (the
-  reader's address arithmetic stays out of the memory's address path) and the
-  bank outputs are registered before the rotation (an ECP5 EBR's unregistered
-  output alone takes over 4 ns).  Requests may be issued every cycle.
+  `read_latency` cycles after ``r_en``: 3, or 4 with ``out_reg``.  The request
+  is registered (the reader's address arithmetic stays out of the memory's
+  address path), the bank outputs are registered before the lane rotation (an
+  ECP5 EBR's unregistered output alone takes over 4 ns), and with ``out_reg``
+  the rotated bytes are registered too, so the reader's logic starts from
+  flip-flops.  Requests may be issued every cycle.
 
 A read and a write of the same byte in one cycle return the old byte.
 """
@@ -29,9 +31,8 @@ from amaranth.utils import ceil_log2
 
 
 class ByteBuffer(wiring.Component):
-    read_latency = 3
-
-    def __init__(self, depth: int, *, banks: int, write_width: int, read_width: int):
+    def __init__(self, depth: int, *, banks: int, write_width: int, read_width: int,
+                 out_reg: bool = False):
         if banks & (banks - 1) or not 1 <= write_width <= banks or not 1 <= read_width <= banks:
             raise ValueError("banks must be a power of two, at least the access widths")
         if depth % banks:
@@ -40,6 +41,8 @@ class ByteBuffer(wiring.Component):
         self.banks = banks
         self.write_width = write_width
         self.read_width = read_width
+        self.out_reg = out_reg
+        self.read_latency = 3 + int(out_reg)
         abits = ceil_log2(depth)
         super().__init__({
             "w_en": In(1),
@@ -107,5 +110,9 @@ class ByteBuffer(wiring.Component):
             bank_out.append(q)
         out = Cat(*bank_out)
         out2 = Cat(out, out)
-        m.d.comb += self.r_data.eq(out2.bit_select(r_shift_qq * 8, 8 * self.read_width))
+        rotated = out2.bit_select(r_shift_qq * 8, 8 * self.read_width)
+        if self.out_reg:
+            m.d.sync += self.r_data.eq(rotated)
+        else:
+            m.d.comb += self.r_data.eq(rotated)
         return m

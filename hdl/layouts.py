@@ -21,7 +21,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Const, unsigned
 from amaranth.lib import data, enum
 
-from tickcore.refmodel import itch, ouch
+from tickcore.refmodel import itch, moldudp64, ouch
 
 BYTE = unsigned(8)
 TS_BITS = 48          # time of day in ns (< 86 400e9 < 2**47): ITCH's 6-byte timestamp
@@ -95,6 +95,9 @@ INBOUND_LAYOUTS = tuple(ouch.INBOUND.values())
 OUCH_OUT_LAYOUTS = tuple(ouch.OUTBOUND.values())
 ITCH_LAYOUTS = tuple(itch.MESSAGES.values())
 MAX_INBOUND = max(lay.size for lay in INBOUND_LAYOUTS)            # 49 (Enter Order)
+# what `Ingress` captures of each UDP payload on the fly, per slot: the MoldUDP64
+# header, the first block's length and the first MAX_INBOUND bytes of its message
+HEAD_BYTES = moldudp64.HEADER.size + 2 + MAX_INBOUND                # 71
 
 InboundKind = layouts_enum("InboundKind", INBOUND_LAYOUTS)
 OuchKind = layouts_enum("OuchKind", OUCH_OUT_LAYOUTS)
@@ -121,11 +124,15 @@ def frame_beat(width: int) -> data.StructLayout:
     })
 
 
+def slot_shape(slots: int):
+    return unsigned(max(1, (slots - 1).bit_length()))
+
+
 def frame_desc(slots: int) -> data.StructLayout:
-    """An accepted inbound frame held in the ingress buffer: its slot, UDP payload
-    length (bytes, from the IPv4 total length), time of day and tag."""
+    """An inbound frame held in the ingress buffer: its slot, UDP payload length
+    (bytes, from the IPv4 total length), time of day and tag."""
     return data.StructLayout({
-        "slot": unsigned(max(1, (slots - 1).bit_length())),
+        "slot": slot_shape(slots),
         "length": 16,
         "ts": TS_BITS,
         "tag": TAG_BITS,

@@ -12,7 +12,7 @@ record marked `flush` (it is the last of its stream for the inbound message).
 Both timestamps are the inbound message's time of day.
 
 Latency: 1 cycle to both outputs.  Back-pressure: a message is taken only when
-both output registers are empty or being taken.
+both output registers are empty (at most one message every 2 cycles).
 """
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ class LoopbackCore(wiring.Component):
             with m.If(Cat(*enter.stock) == Cat(*(Const(b, 8) for b in stock.encode("latin-1")))):
                 m.d.comb += locate.eq(k + 1)
 
-        oe_free = ~self.oe.valid | self.oe.ready
-        md_free = ~self.md.valid | self.md.ready
-        m.d.comb += self.i.ready.eq(oe_free & md_free)
+        # a message is taken when both output registers are empty: `i.ready` comes from
+        # flip-flops, not from the consumers' ready (timing); one message per 2 cycles
+        m.d.comb += self.i.ready.eq(~self.oe.valid & ~self.md.valid)
         with m.If(self.oe.ready):
             m.d.sync += self.oe.valid.eq(0)
         with m.If(self.md.ready):

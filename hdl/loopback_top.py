@@ -96,6 +96,7 @@ class PacketLoopback(wiring.Component):
 
         wiring.connect(m, wiring.flipped(self.i), ing.i)
         wiring.connect(m, ing.o, ses.i)
+        wiring.connect(m, ing.v, ses.v)
         wiring.connect(m, ing.rd, ses.rd)
         wiring.connect(m, ses.o, dec.i)
         wiring.connect(m, dec.o, core.i)

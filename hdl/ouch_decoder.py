@@ -9,7 +9,9 @@ that names no inbound message is ``drop_unknown_type``.  Each message passed on
 counts ``messages_in``.
 
 Latency: 2 cycles (classify, then the typed fields).  Back-pressure: a
-two-register pipeline; dropped blocks take one cycle.
+two-register pipeline whose first register takes a block only when empty (so
+`i.ready` comes straight from a flip-flop): at most one block every 2 cycles,
+which the session layer never exceeds.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ class OuchDecoder(wiring.Component):
         blk = self.i.payload
         cnt = self.counters
 
-        # stage 1: classify the block (type byte, length) and hold it
+        # stage 1: hold the block with its classification (type byte, length); it
+        # takes a block when empty, so `i.ready` is a register's (timing)
         known = Signal()
         size_ok = Signal()
         kind = Signal(InboundKind)
@@ -53,20 +56,35 @@ class OuchDecoder(wiring.Component):
         s1_valid = Signal()
         s1 = Signal.like(blk)
         s1_kind = Signal(InboundKind)
+        s1_known = Signal()
+        s1_size_ok = Signal()
+        s1_empty = Signal()
+        m.d.comb += self.i.ready.eq(~s1_valid)
+        with m.If(self.i.valid & ~s1_valid):
+            m.d.sync += [s1_valid.eq(1), s1.eq(blk), s1_kind.eq(kind), s1_known.eq(known),
+                         s1_size_ok.eq(size_ok), s1_empty.eq(blk.length == 0)]
 
-        # stage 2: the typed fields, a fixed byte permutation per kind
+        # stage 2: the verdict, counted, and the typed fields (a fixed byte
+        # permutation per kind)
         out = self.o.payload
         s2_free = ~self.o.valid | self.o.ready
-        m.d.comb += self.i.ready.eq(~s1_valid | s2_free)
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(s2_free):
-            m.d.sync += s1_valid.eq(0)
         with m.If(s1_valid & s2_free):
+            m.d.sync += s1_valid.eq(0)
+            with m.If(s1_empty):
+                m.d.sync += cnt.drop_bad_length.eq(cnt.drop_bad_length + 1)
+            with m.Elif(~s1_known):
+                m.d.sync += cnt.drop_unknown_type.eq(cnt.drop_unknown_type + 1)
+            with m.Elif(~s1_size_ok):
+                m.d.sync += cnt.drop_bad_length.eq(cnt.drop_bad_length + 1)
+            with m.Else():
+                m.d.sync += [
+                    cnt.messages_in.eq(cnt.messages_in + 1),
+                    self.o.valid.eq(1),
+                ]
             wire = Cat(*s1.data)
             m.d.sync += [
-                cnt.messages_in.eq(cnt.messages_in + 1),
-                self.o.valid.eq(1),
                 out.kind.eq(s1_kind),
                 out.session.eq(s1.session),
                 out.ts.eq(s1.ts),
@@ -77,17 +95,4 @@ class OuchDecoder(wiring.Component):
                     with m.Case(k):
                         view = from_wire(lay, wire[:8 * lay.size])
                         m.d.sync += out.body.eq(view.as_value())
-
-        with m.If(self.i.valid & self.i.ready):
-            # the wide register loads on every transfer (a simple enable); only the
-            # valid flag depends on the classification (timing)
-            m.d.sync += [s1.eq(blk), s1_kind.eq(kind)]
-            with m.If(blk.length == 0):
-                m.d.sync += cnt.drop_bad_length.eq(cnt.drop_bad_length + 1)
-            with m.Elif(~known):
-                m.d.sync += cnt.drop_unknown_type.eq(cnt.drop_unknown_type + 1)
-            with m.Elif(~size_ok):
-                m.d.sync += cnt.drop_bad_length.eq(cnt.drop_bad_length + 1)
-            with m.Else():
-                m.d.sync += s1_valid.eq(1)
         return m

@@ -16,17 +16,24 @@ order, per frame:
    number stays); equal takes the number and passes the block on, whatever it
    holds (the decoder judges type and length).
 
-Input `i`: descriptors from `Ingress`; the payload is read through `rd` and the
-descriptor is taken (freeing the ingress slot) when the frame is done.  Output
-`o`: one `inbound_block` per sequence-accepted message: its length and its
-first 49 bytes (zero beyond the length).
+Input `i`: descriptors from `Ingress`, which come before the frame's verdict on
+`v`: the session works on a frame speculatively (nothing counted, nothing
+emitted) until it has taken the verdict, and releases every frame (taking the
+descriptor frees the ingress slot), dropped ones at once.  The MoldUDP64
+header, the first block's length and its message come from the ingress's
+capture (`rd.head`), so a one-message packet needs no buffer read: its block
+walk is one comparison.  Longer packets walk the chain through `rd` (one read
+per block), then read each further message (its length with it).  Output `o`:
+one `inbound_block` per sequence-accepted message: its length and its first 49
+bytes (zero beyond the length), from registers.
 
-Latency (cycles, R = read width in bytes = max(width, 2), L = buffer read
-latency, 3): ceil(20/R) + L for the header (the first read leaves from IDLE),
-L + 1 per block for the walk, 2 to fetch the expected number, then per message
-L + 1 + ceil(min(length, 49)/R) + L to the `o` transfer, then 1 to take the
-descriptor.  Back-pressure: `o` holds its payload
-until taken; the next message is not read meanwhile.
+Latency (cycles from the descriptor): 7 to the first message's `o.valid` (the
+header latched, checked, the session looked up, the expected number loaded and
+compared; the verdict is there by then); 6 to release a frame without
+messages.  A packet of n > 1 blocks adds 6 per further block walked and, per
+further message, ceil((2 + min(length, 49)) / R) reads (R = max(width, 2)
+bytes each, at least L + 1) + L (L = 4, the buffer read latency) + 3.
+Back-pressure: `o` holds its payload until taken; nothing else moves meanwhile.
 """
 
 from __future__ import annotations
@@ -40,13 +47,24 @@ from amaranth.utils import ceil_log2
 from tickcore.refmodel import moldudp64
 from tickcore.refmodel.packet import HEADERS_SIZE
 
-from .ingress import read_signature
-from .layouts import MAX_INBOUND, counters_layout, frame_desc, inbound_block
+from .ingress import read_signature, verdict_layout
+from .layouts import (
+    MAX_INBOUND,
+    TAG_BITS,
+    TS_BITS,
+    counters_layout,
+    frame_desc,
+    inbound_block,
+    slot_shape,
+)
 
 HEADER = moldudp64.HEADER.size            # 20
 
 COUNTERS = ("drop_session_truncated", "drop_session_malformed", "drop_unknown_session",
             "heartbeats", "drop_seq_duplicate", "drop_seq_gap")
+
+# what a frame comes to once its header (and block chain) are checked
+TRUNC, MALF, UNKNOWN, HEARTBEAT, MSGS = range(5)
 
 
 def session_bits(n: int) -> int:
@@ -55,7 +73,7 @@ def session_bits(n: int) -> int:
 
 class Session(wiring.Component):
     def __init__(self, *, session_names, slots: int, slot_bytes: int, read_width: int,
-                 read_latency: int = 3):
+                 read_latency: int = 4):
         self.names = tuple(session_names)
         if not 1 <= len(self.names) <= 64:
             raise ValueError("1 to 64 sessions")
@@ -67,7 +85,8 @@ class Session(wiring.Component):
         addr_bits = ceil_log2(slots * slot_bytes)
         super().__init__({
             "i": In(stream.Signature(frame_desc(slots))),
-            "rd": Out(read_signature(addr_bits, read_width)),
+            "v": In(stream.Signature(verdict_layout())),
+            "rd": Out(read_signature(addr_bits, read_width, slots)),
             "o": Out(stream.Signature(inbound_block(self.sbits))),
             "counters": Out(counters_layout(COUNTERS)),
             "idle": Out(1),
@@ -79,179 +98,282 @@ class Session(wiring.Component):
         lat = self.read_latency
         cnt = self.counters
         desc = self.i.payload
+        head = self.rd.head
+        rdata = self.rd.data
+        nsess = len(self.names)
 
+        # -- the frame, latched from the descriptor and the captured head
+        slot = Signal(slot_shape(self.slots))
         base = Signal(self.rd.addr.shape())
         length = Signal(16)
-        hdr = [Signal(8, name=f"hdr{k}") for k in range(HEADER)]
-        msg = [Signal(8, name=f"msg{k}") for k in range(MAX_INBOUND)]
-        chunk = Signal(range(max(HEADER, MAX_INBOUND) // rw + 2 + lat))
-        nchunks = Signal(range(MAX_INBOUND // rw + 2))
-        pos = Signal(18)
-        index = Signal(16)
+        ts = Signal(TS_BITS)
+        tag = Signal(TAG_BITS)
+        name = [Signal(8, name=f"name{k}") for k in range(10)]
         seq = Signal(64)
-        expected = Signal(64)
-        blen = Signal(16)
-        nread = Signal(range(MAX_INBOUND + 1))
-        count = Cat(hdr[19], hdr[18])
-        sequence = Cat(*reversed(hdr[10:18]))
-        rdata = self.rd.data
-        rlen = Cat(rdata[1], rdata[0])
+        count = Signal(16)
+        mlen = Signal(16)                       # the current message's length
+        mbuf = [Signal(8, name=f"mbuf{k}") for k in range(MAX_INBOUND)]
+        mask = Signal(MAX_INBOUND)              # byte k < mlen
+        m.d.comb += self.rd.slot.eq(slot)
 
-        # -- session lookup by name, from the captured header
+        def be(octets):
+            return Cat(*reversed(octets))
+
+        # -- flags, each registered from registers
+        c_ffff = Signal()
+        c_0 = Signal()
+        c_1 = Signal()
+        l_lt20 = Signal()
+        l_eq20 = Signal()
+        l_lt22 = Signal()
+        lm2 = Signal(16)                        # length - 2
+        p1 = Signal(17)                         # end of the first block: 22 + its length
+        p1_gt = Signal()
+        p1_eq = Signal()
+        left = Signal(16)                       # messages after the current one
+        match = Signal(nsess)
         hit = Signal()
         sess = Signal(self.sbits)
-        for k, name in enumerate(self.names):
-            raw = name.encode("latin-1")
-            match = Cat(*hdr[:10]) == Cat(*(Const(b, 8) for b in raw))
-            with m.If(match):
-                m.d.comb += [hit.eq(1), sess.eq(k)]
+        outcome = Signal(range(5))
 
-        m.submodules.expq = expq = Memory(shape=64, depth=len(self.names),
-                                          init=[1] * len(self.names))
+        def thermometer(n):
+            return Cat(*(n > k for k in range(MAX_INBOUND)))
+
+        # -- expected sequence numbers per session
+        m.submodules.expq = expq = Memory(shape=64, depth=nsess, init=[1] * nsess)
         exp_rd = expq.read_port()
+        exp_wr = expq.write_port()
         # memories keep their contents through a reset: a session not yet written
         # since reset expects 1, whatever its row holds
-        fresh = Signal(len(self.names), init=(1 << len(self.names)) - 1)
-        exp_wr = expq.write_port()
-        m.d.comb += [exp_rd.addr.eq(sess), exp_rd.en.eq(0),   # read ports default enabled
-                     exp_wr.addr.eq(sess), exp_wr.data.eq(expected)]
+        fresh = Signal(nsess, init=(1 << nsess) - 1)
+        expected = Signal(64)
+        sess_enc = Signal(self.sbits)
+        hit_enc = Signal()
+        for k in range(nsess):
+            with m.If(match[k]):
+                m.d.comb += [sess_enc.eq(k), hit_enc.eq(1)]
+        m.d.comb += [exp_rd.addr.eq(sess_enc), exp_wr.addr.eq(sess), exp_wr.data.eq(expected)]
+        # sequence comparison, registered (valid a cycle after seq or expected change)
+        seq_lt = Signal()
+        seq_gt = Signal()
+        m.d.sync += [seq_lt.eq(seq < expected), seq_gt.eq(seq > expected)]
+
+        # -- the block walk (packets of 2 blocks or more)
+        wpos = Signal(17)                       # payload offset of the next block
+        windex = Signal(16)
+        w_done = Signal()
+        w_eq = Signal()
+        w_fits = Signal()
+        w_over = Signal()
+        wait = Signal(range(lat + 1))
+
+        # -- further messages: reads of the block (its length first), `lat` cycles each
+        nch_max = -(-(2 + MAX_INBOUND) // rw)
+        mpos = Signal(17)                       # payload offset of the current block
+        raddr = Signal(self.rd.addr.shape())
+        ci = Signal(range(nch_max + 2))         # next chunk to request
+        nlim = Signal(range(nch_max + 1))       # chunks to request
+        got_len = Signal()
+        got_len_q = Signal()
+        fl_valid = Signal(lat)
+        fl_c = [Signal(range(nch_max + 2), name=f"fl_c{k}") for k in range(lat)]
+        issue = Signal()
+        m.d.comb += self.rd.addr.eq(raddr)
 
         def bump(field):
             m.d.sync += cnt[field].eq(cnt[field] + 1)
 
-        def release():
-            """Done with the frame: take the descriptor (frees the slot) from a state of
-            its own, so `i.ready` never waits on this cycle's decisions (timing)."""
-            m.next = "RELEASE"
-
-        def capture(regs, n):
-            """Store the read data of chunk `chunk - lat` into regs[0:n]."""
-            for c in range(-(-n // rw)):
-                with m.If(chunk == c + lat):
-                    for j in range(rw):
-                        if c * rw + j < n:
-                            m.d.sync += regs[c * rw + j].eq(rdata[j])
-
-        m.d.comb += [
-            self.o.payload.session.eq(sess),
-            self.o.payload.length.eq(blen),
-            self.o.payload.ts.eq(desc.ts),
-            self.o.payload.tag.eq(desc.tag),
-        ]
-        for k in range(MAX_INBOUND):
-            m.d.comb += self.o.payload.data[k].eq(Mux(k < blen, msg[k], 0))
+        # -- output registers
+        out = self.o.payload
+        o_data = [Signal(8, name=f"o_data{k}") for k in range(MAX_INBOUND)]
+        m.d.comb += [out.data[k].eq(o_data[k]) for k in range(MAX_INBOUND)]
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.idle.eq(1)
                 m.d.sync += [
+                    slot.eq(desc.slot),
                     base.eq(desc.slot * self.slot_bytes + HEADERS_SIZE),
                     length.eq(desc.length),
-                    chunk.eq(0),
+                    ts.eq(desc.ts),
+                    tag.eq(desc.tag),
                 ]
                 with m.If(self.i.valid):
-                    with m.If(desc.length < HEADER):
-                        bump("drop_session_truncated")
-                        release()
+                    with m.If(self.v.valid & ~self.v.payload.ok):
+                        # a dropped frame whose verdict is already in: release it now
+                        m.d.comb += [self.v.ready.eq(1), self.i.ready.eq(1)]
                     with m.Else():
-                        # the first header read goes out from here
-                        m.d.comb += [self.rd.en.eq(1),
-                                     self.rd.addr.eq(desc.slot * self.slot_bytes + HEADERS_SIZE)]
-                        m.d.sync += chunk.eq(1)
-                        m.next = "HEADER"
-            with m.State("HEADER"):
-                nh = -(-HEADER // rw)
-                m.d.comb += [self.rd.en.eq(chunk < nh), self.rd.addr.eq(base + chunk * rw)]
-                m.d.sync += chunk.eq(chunk + 1)
-                capture(hdr, HEADER)
-                with m.If(chunk == nh + lat - 1):
-                    m.next = "CHECK"
-            with m.State("CHECK"):
-                m.d.sync += [pos.eq(HEADER), index.eq(0)]
-                with m.If(count == moldudp64.COUNT_END_OF_SESSION):
-                    bump("drop_session_malformed")
-                    release()
-                with m.Else():
-                    m.next = "WALK"
-            with m.State("WALK"):
-                with m.If(index == count):
-                    with m.If(pos == length):
-                        m.next = "LOOKUP"
-                    with m.Else():
-                        bump("drop_session_malformed")
-                        release()
-                with m.Elif(pos + 2 > length):
-                    bump("drop_session_malformed")
-                    release()
-                with m.Else():
-                    m.d.comb += [self.rd.en.eq(1), self.rd.addr.eq(base + pos)]
-                    m.next = "WALK_WAIT1" if lat > 1 else "WALK_LEN"
-            for k in range(1, lat):
-                with m.State(f"WALK_WAIT{k}"):
-                    m.next = f"WALK_WAIT{k + 1}" if k + 1 < lat else "WALK_LEN"
-            with m.State("WALK_LEN"):
-                next_pos = pos + 2 + rlen
-                with m.If(next_pos > length):
-                    bump("drop_session_malformed")
-                    release()
-                with m.Else():
-                    m.d.sync += [pos.eq(next_pos), index.eq(index + 1)]
-                    m.next = "WALK"
-            with m.State("LOOKUP"):
-                m.d.sync += [pos.eq(HEADER), index.eq(0), seq.eq(sequence)]
-                with m.If(~hit):
-                    bump("drop_unknown_session")
-                    release()
-                with m.Elif(count == 0):
-                    bump("heartbeats")
-                    release()
-                with m.Else():
-                    m.d.comb += exp_rd.en.eq(1)
-                    m.next = "LOAD"
-            with m.State("LOAD"):
+                        m.next = "HEAD"
+            with m.State("HEAD"):
+                count_h = be(head[18:20])
+                len0 = be(head[20:22])
+                m.d.sync += [
+                    [name[k].eq(head[k]) for k in range(10)],
+                    seq.eq(be(head[10:18])),
+                    count.eq(count_h),
+                    mlen.eq(len0),
+                    [mbuf[k].eq(head[22 + k]) for k in range(MAX_INBOUND)],
+                    c_ffff.eq(count_h == moldudp64.COUNT_END_OF_SESSION),
+                    c_0.eq(count_h == 0),
+                    c_1.eq(count_h == 1),
+                    l_lt20.eq(length < HEADER),
+                    l_eq20.eq(length == HEADER),
+                    l_lt22.eq(length < HEADER + 2),
+                    lm2.eq(length - 2),
+                    p1.eq(HEADER + 2 + len0),
+                    mpos.eq(HEADER),
+                ]
+                m.next = "D1"
+            with m.State("D1"):
+                for k, nm in enumerate(self.names):
+                    raw = nm.encode("latin-1")
+                    assert len(raw) == 10, "session names are padded to 10 bytes"
+                    m.d.sync += match[k].eq(Cat(*name) == Cat(*(Const(b, 8) for b in raw)))
+                m.d.sync += [
+                    mask.eq(thermometer(mlen)),
+                    p1_gt.eq(p1 > length),
+                    p1_eq.eq(p1 == length),
+                    left.eq(count - 1),
+                    wpos.eq(p1),
+                    windex.eq(1),
+                ]
+                m.next = "D2"
+            with m.State("D2"):
+                # the expected number is read with the session found here
+                m.d.sync += [sess.eq(sess_enc), hit.eq(hit_enc)]
+                m.next = "D3"
+            with m.State("D3"):
                 m.d.sync += expected.eq(Mux(fresh.bit_select(sess, 1), 1, exp_rd.data))
-                m.next = "MSG"
-            with m.State("MSG"):
-                with m.If(index == count):
-                    m.d.comb += exp_wr.en.eq(1)
-                    m.d.sync += fresh.eq(fresh & ~(1 << sess))
-                    release()
+                m.next = "V1"
+                with m.If(l_lt20):
+                    m.d.sync += outcome.eq(TRUNC)
+                with m.Elif(c_ffff):
+                    m.d.sync += outcome.eq(MALF)
+                with m.Elif(c_0):
+                    m.d.sync += outcome.eq(Mux(l_eq20, Mux(hit, HEARTBEAT, UNKNOWN), MALF))
+                with m.Elif(l_lt22 | p1_gt):
+                    m.d.sync += outcome.eq(MALF)
+                with m.Elif(c_1):
+                    m.d.sync += outcome.eq(Mux(p1_eq, Mux(hit, MSGS, UNKNOWN), MALF))
                 with m.Else():
-                    m.d.comb += [self.rd.en.eq(1), self.rd.addr.eq(base + pos)]
-                    m.next = "MSG_WAIT1" if lat > 1 else "MSG_LEN"
-            for k in range(1, lat):
-                with m.State(f"MSG_WAIT{k}"):
-                    m.next = f"MSG_WAIT{k + 1}" if k + 1 < lat else "MSG_LEN"
-            with m.State("MSG_LEN"):
-                clipped = Mux(rlen > MAX_INBOUND, MAX_INBOUND, rlen)
-                m.d.sync += [blen.eq(rlen), nread.eq(clipped), chunk.eq(0),
-                             nchunks.eq((clipped + (rw - 1)) >> ceil_log2(rw) if rw > 1
-                                        else clipped)]
-                skip = [pos.eq(pos + 2 + rlen), index.eq(index + 1), seq.eq(seq + 1)]
-                with m.If(seq < expected):
+                    m.next = "W_FLG"
+            with m.State("W_FLG"):
+                m.d.sync += [
+                    w_done.eq(windex == count),
+                    w_eq.eq(wpos == length),
+                    w_fits.eq(wpos <= lm2),
+                    w_over.eq(wpos > length),
+                ]
+                m.next = "W_CHK"
+            with m.State("W_CHK"):
+                m.d.sync += raddr.eq(base + wpos)
+                with m.If(w_over):
+                    m.d.sync += outcome.eq(MALF)
+                    m.next = "V1"
+                with m.Elif(w_done):
+                    m.d.sync += outcome.eq(Mux(w_eq, Mux(hit, MSGS, UNKNOWN), MALF))
+                    m.next = "V1"
+                with m.Elif(~w_fits):
+                    m.d.sync += outcome.eq(MALF)
+                    m.next = "V1"
+                with m.Else():
+                    m.d.sync += wait.eq(0)
+                    m.next = "W_READ"
+            with m.State("W_READ"):
+                m.d.comb += self.rd.en.eq(wait == 0)
+                m.d.sync += wait.eq(wait + 1)
+                with m.If(wait == lat):
+                    m.d.sync += [wpos.eq(wpos + 2 + be(rdata[0:2])), windex.eq(windex + 1)]
+                    m.next = "W_FLG"
+            with m.State("V1"):
+                # the verdict: nothing of the frame was acted on before it
+                m.d.comb += self.v.ready.eq(1)
+                with m.If(self.v.valid):
+                    with m.If(~self.v.payload.ok):
+                        m.next = "RELEASE"
+                    with m.Elif(outcome == MSGS):
+                        m.next = "MDEC"
+                    with m.Else():
+                        with m.Switch(outcome):
+                            with m.Case(TRUNC):
+                                bump("drop_session_truncated")
+                            with m.Case(MALF):
+                                bump("drop_session_malformed")
+                            with m.Case(UNKNOWN):
+                                bump("drop_unknown_session")
+                            with m.Case(HEARTBEAT):
+                                bump("heartbeats")
+                        m.next = "RELEASE"
+            with m.State("MDEC"):
+                # the message in mbuf/mlen/mask against the expected number
+                m.d.sync += [
+                    [o_data[k].eq(Mux(mask[k], mbuf[k], 0)) for k in range(MAX_INBOUND)],
+                    out.length.eq(mlen),
+                    out.session.eq(sess),
+                    out.ts.eq(ts),
+                    out.tag.eq(tag),
+                ]
+                with m.If(seq_lt):
                     bump("drop_seq_duplicate")
-                    m.d.sync += skip
-                    m.next = "MSG"
-                with m.Elif(seq > expected):
+                    m.next = "NEXT"
+                with m.Elif(seq_gt):
                     bump("drop_seq_gap")
-                    m.d.sync += skip
-                    m.next = "MSG"
+                    m.next = "NEXT"
                 with m.Else():
                     m.d.sync += expected.eq(expected + 1)
-                    m.next = "MSG_READ"
-            with m.State("MSG_READ"):
-                m.d.comb += [self.rd.en.eq(chunk * rw < nread),
-                             self.rd.addr.eq(base + pos + 2 + chunk * rw)]
-                m.d.sync += chunk.eq(chunk + 1)
-                capture(msg, MAX_INBOUND)
-                with m.If(chunk == nchunks + lat - 1):
                     m.next = "EMIT"
             with m.State("EMIT"):
                 m.d.comb += self.o.valid.eq(1)
                 with m.If(self.o.ready):
-                    m.d.sync += [pos.eq(pos + 2 + blen), index.eq(index + 1), seq.eq(seq + 1)]
-                    m.next = "MSG"
+                    m.next = "NEXT"
+            with m.State("NEXT"):
+                m.d.sync += [
+                    mpos.eq(mpos + 2 + mlen),
+                    seq.eq(seq + 1),
+                    left.eq(left - 1),
+                ]
+                with m.If(left == 0):
+                    m.next = "END"
+                with m.Else():
+                    m.next = "MSETUP"
+            with m.State("MSETUP"):
+                m.d.sync += [raddr.eq(base + mpos), ci.eq(0), nlim.eq(nch_max),
+                             got_len.eq(0), got_len_q.eq(0)]
+                m.next = "MREAD"
+            with m.State("MREAD"):
+                m.d.comb += [issue.eq(ci < nlim), self.rd.en.eq(issue)]
+                with m.If(issue):
+                    m.d.sync += [raddr.eq(raddr + rw), ci.eq(ci + 1)]
+                m.d.sync += got_len_q.eq(got_len)
+                with m.If(got_len_q & (ci >= nlim) & (fl_valid == 0)):
+                    m.next = "MDEC"
+            with m.State("END"):
+                m.d.comb += exp_wr.en.eq(1)
+                m.d.sync += fresh.eq(fresh & ~(1 << sess))
+                m.next = "RELEASE"
             with m.State("RELEASE"):
                 m.d.comb += self.i.ready.eq(1)
                 m.next = "IDLE"
+
+        # reads in flight in MREAD, and what their data is when it comes back
+        m.d.sync += [fl_valid.eq(Cat(issue, fl_valid[:-1])), fl_c[0].eq(ci)]
+        m.d.sync += [fl_c[k].eq(fl_c[k - 1]) for k in range(1, lat)]
+        ret = fl_valid[-1]
+        ret_c = fl_c[-1]
+        for c in range(nch_max):
+            with m.If(ret & (ret_c == c)):
+                for j in range(rw):
+                    b = c * rw + j                # byte of the block
+                    if 2 <= b < 2 + MAX_INBOUND:
+                        m.d.sync += mbuf[b - 2].eq(rdata[j])
+                if c == 0:
+                    rlen = be(rdata[0:2])
+                    clipped = Mux(rlen > MAX_INBOUND, MAX_INBOUND, rlen)
+                    m.d.sync += [
+                        mlen.eq(rlen),
+                        mask.eq(thermometer(rlen)),
+                        nlim.eq((clipped + 2 + rw - 1) >> ceil_log2(rw) if rw > 1
+                                else clipped + 2),
+                        got_len.eq(1),
+                    ]
         return m

@@ -40,17 +40,29 @@ def run_ingress(frames, width, *, seed, idle=0.0, hold=0.0):
             while hold and rng.random() < hold:
                 await ctx.tick()
             desc = ctx.get(dut.o.payload)
-            base = desc.slot * dut.slot_bytes + HDR
-            payload = bytearray()
-            for off in range(0, desc.length, rw):
-                ctx.set(dut.rd.en, 1)
-                ctx.set(dut.rd.addr, base + off)
+            # the descriptor comes first; the verdict follows, in the same order
+            while not ctx.get(dut.v.valid):
                 await ctx.tick()
-                ctx.set(dut.rd.en, 0)
-                for _ in range(dut.read_latency - 1):
+            ok = ctx.get(dut.v.payload.ok)
+            ctx.set(dut.v.ready, 1)
+            await ctx.tick()
+            ctx.set(dut.v.ready, 0)
+            if ok:
+                base = desc.slot * dut.slot_bytes + HDR
+                payload = bytearray()
+                for off in range(0, desc.length, rw):
+                    ctx.set(dut.rd.en, 1)
+                    ctx.set(dut.rd.addr, base + off)
                     await ctx.tick()
-                payload += bytes(ctx.get(dut.rd.data))
-            got.append((desc.tag, desc.ts, bytes(payload[:desc.length])))
+                    ctx.set(dut.rd.en, 0)
+                    for _ in range(dut.read_latency - 1):
+                        await ctx.tick()
+                    payload += bytes(ctx.get(dut.rd.data))
+                ctx.set(dut.rd.slot, desc.slot)
+                head = bytes(ctx.get(dut.rd.head))
+                n = min(len(head), desc.length)
+                assert head[:n] == payload[:n], "captured head differs from the buffer"
+                got.append((desc.tag, desc.ts, bytes(payload[:desc.length])))
             ctx.set(dut.o.ready, 1)
             await ctx.tick()
             ctx.set(dut.o.ready, 0)
@@ -58,8 +70,10 @@ def run_ingress(frames, width, *, seed, idle=0.0, hold=0.0):
     async def watchdog(ctx):
         while not done:
             await ctx.tick()
-        for _ in range(50 + 4 * len(frames)):
+        quiet = 0
+        while quiet < 20:                   # every frame released by the consumer
             await ctx.tick()
+            quiet = quiet + 1 if ctx.get(dut.idle) else 0
         counters = ctx.get(dut.counters)
         got.append(("counters", {name: counters[name] for name, _ in counters.shape()}))
 

@@ -51,9 +51,11 @@ def test_session_and_decoder(width):
     m.submodules.ing = ing = Ingress(mac=CFG.mac, ip=CFG.ip, port=CFG.oe_port, width=width)
     m.submodules.ses = ses = Session(session_names=[s.name for s in CFG.sessions],
                                      slots=ing.slots, slot_bytes=ing.slot_bytes,
-                                     read_width=ing.read_width)
+                                     read_width=ing.read_width,
+                                     read_latency=ing.read_latency)
     m.submodules.dec = dec = OuchDecoder(session_bits=session_bits(len(CFG.sessions)))
     wiring.connect(m, ing.o, ses.i)
+    wiring.connect(m, ing.v, ses.v)
     wiring.connect(m, ing.rd, ses.rd)
     wiring.connect(m, ses.o, dec.i)
     sim = Simulator(m)
