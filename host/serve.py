@@ -26,6 +26,7 @@ task with flow control and switch to direct writes once caught up.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hmac
 import json
 import os
@@ -135,12 +136,15 @@ _REPLAY_CHUNK = 512
 _DIRECT_REPLAY = 256
 
 
-class SoupBinConnection(asyncio.Protocol):
+class SoupBinConnection(asyncio.BufferedProtocol):
+    """One SoupBinTCP connection.  A BufferedProtocol: the socket reads into the
+    connection's own buffer (soupbintcp.PacketBuffer), with no allocation per read."""
+
     def __init__(self, server: VenueServer):
         self.server = server
         self.transport = None
         self.peer = ("?", 0)
-        self.reader = sb.PacketReader(server.options.max_packet)
+        self.reader = sb.PacketBuffer(server.options.max_packet)
         self.session = None          # engine session index once logged in
         self.live = False            # caught up: the engine writes to it directly
         self.cursor = 0              # messages of the session's stream written
@@ -203,13 +207,16 @@ class SoupBinConnection(asyncio.Protocol):
         if self._resume is not None:
             self._resume.set()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int):
+        return self.reader.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self.closing:
             return
         s = self.server
         self.last_recv = time.monotonic()
         try:
-            packets = self.reader.feed(data)
+            packets = self.reader.advance(nbytes)
         except sb.ProtocolError as exc:
             s.counters["tcp_" + exc.reason] += 1
             self.abort()
@@ -349,15 +356,74 @@ class SoupBinConnection(asyncio.Protocol):
             self.abort()
 
 
-class OrderEntryUdp(asyncio.DatagramProtocol):
-    def __init__(self, server: VenueServer):
+class OrderEntryUdp:
+    """The UDP order-entry socket, read and written directly from the event loop.
+
+    Each datagram is read with recvfrom_into into one preallocated buffer (asyncio's
+    datagram transport allocates 256 KiB for every read, which glibc maps and unmaps
+    each time).  Responses are sent at once; only when the socket's buffer is full
+    are they queued, in order, until it drains.  Errors of either direction are
+    counted (`udp_errors`), as asyncio reports them to a DatagramProtocol."""
+
+    MAX_READS = 64                    # datagrams read per readiness, before yielding
+
+    def __init__(self, server: VenueServer, sock: socket.socket):
         self.server = server
+        self.sock = sock
+        self.loop = asyncio.get_running_loop()
+        self._buf = bytearray(1 << 16)
+        self._view = memoryview(self._buf)
+        self._queue = collections.deque()
+        self.loop.add_reader(sock.fileno(), self._readable)
 
-    def datagram_received(self, data: bytes, addr) -> None:
-        self.server.on_udp(data, addr)
+    def _readable(self) -> None:
+        recv, view, on_udp = self.sock.recvfrom_into, self._view, self.server.on_udp
+        for _ in range(self.MAX_READS):
+            try:
+                n, addr = recv(self._buf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.server.counters["udp_errors"] += 1
+                return
+            on_udp(view[:n].tobytes(), addr)
+            if self.sock.fileno() < 0:
+                return
 
-    def error_received(self, exc) -> None:
-        self.server.counters["udp_errors"] += 1
+    def sendto(self, data: bytes, addr) -> None:
+        if self._queue:
+            self._queue.append((data, addr))
+            return
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self._queue.append((data, addr))
+            self.loop.add_writer(self.sock.fileno(), self._writable)
+        except OSError:
+            self.server.counters["udp_errors"] += 1
+
+    def _writable(self) -> None:
+        queue = self._queue
+        while queue:
+            data, addr = queue[0]
+            try:
+                self.sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.server.counters["udp_errors"] += 1
+            queue.popleft()
+        self.loop.remove_writer(self.sock.fileno())
+
+    def get_extra_info(self, name: str):
+        return self.sock.getsockname() if name == "sockname" else None
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.loop.remove_reader(self.sock.fileno())
+            if self._queue:
+                self.loop.remove_writer(self.sock.fileno())
+            self.sock.close()
 
 
 # -- the server --------------------------------------------------------------------
@@ -475,15 +541,15 @@ class VenueServer:
         if p.closed:
             self.counters["tcp_data_after_close"] += len(messages)
             return
-        clock, encode, TCP = self.clock, jr.encode, jr.TCP
+        clock, encode = self.clock, jr.encode_tcp
         if len(messages) == 1:                       # the common case, kept short
             ts = clock()
             m = messages[0]
-            self.journal.append(encode(TCP, ts, bytes((session,)) + m))
+            self.journal.append(encode(ts, session, m))
             self.dispatch(p.on_tcp(ts, session, m))
             return
         stamped = [(clock(), m) for m in messages]
-        self.journal.append(b"".join(encode(TCP, ts, bytes((session,)) + m, k == 0)
+        self.journal.append(b"".join(encode(ts, session, m, k == 0)
                                      for k, (ts, m) in enumerate(stamped)))
         for ts, m in stamped:
             self.dispatch(p.on_tcp(ts, session, m))
@@ -528,37 +594,37 @@ class VenueServer:
         if not out:
             return
         conns = self.tcp_conns
-        tcp = None
+        tcp = None                      # connection -> [Sequenced Data packets]
         feed = None
+        sequenced = sb.sequenced
         for kind, session, data in out:
             if kind == OUT_TCP:
                 conn = conns[session]
                 if conn is not None and conn.live:
                     if tcp is None:
-                        tcp = {conn: [data]}
-                    elif conn in tcp:
-                        tcp[conn].append(data)
+                        tcp = {conn: [sequenced(data)]}
                     else:
-                        tcp[conn] = [data]
+                        packets = tcp.get(conn)
+                        if packets is None:
+                            tcp[conn] = [sequenced(data)]
+                        else:
+                            packets.append(sequenced(data))
             elif kind == OUT_UDP:
                 addr = self.udp_addr[session]
                 if addr is None or self._udp is None:
                     self.counters["udp_oe_unaddressed"] += 1
                 else:
                     self._udp.sendto(data, addr)
+            elif feed is None:
+                feed = [data]
             else:
-                if feed is None:
-                    feed = [data]
-                else:
-                    feed.append(data)
-        if tcp:
+                feed.append(data)
+        if tcp is not None:
             now = time.monotonic()
-            for conn, msgs in tcp.items():
-                if len(msgs) == 1:
-                    conn.send(sb.sequenced(msgs[0]), 1, now)
-                else:
-                    conn.send(b"".join(sb.sequenced(m) for m in msgs), len(msgs), now)
-        if feed:
+            for conn, packets in tcp.items():
+                conn.send(packets[0] if len(packets) == 1 else b"".join(packets),
+                          len(packets), now)
+        if feed is not None:
             send = self.feed.send
             for data in feed:
                 send(data)
@@ -581,14 +647,21 @@ class VenueServer:
         udp_port = o.udp_port if o.udp_port is not None else self.tcp_port
         if udp_port >= 0:
             try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: OrderEntryUdp(self), local_addr=(o.host, udp_port))
+                family, kind, proto, _, addr = socket.getaddrinfo(
+                    o.host, udp_port, type=socket.SOCK_DGRAM)[0]
+                sock = socket.socket(family, kind, proto)
+                try:
+                    sock.setblocking(False)
+                    sock.bind(addr)
+                except OSError:
+                    sock.close()
+                    raise
             except OSError as exc:
                 raise ServeError(f"cannot bind UDP {o.host}:{udp_port}: {exc.strerror}") from None
-            self._transports.append(transport)
-            _large_rcvbuf(transport)
-            self._udp = transport
-            self.udp_port = transport.get_extra_info("sockname")[1]
+            _large_rcvbuf(sock)
+            self._udp = OrderEntryUdp(self, sock)
+            self._transports.append(self._udp)
+            self.udp_port = sock.getsockname()[1]
         retrans_port = o.retrans_port
         if retrans_port is None:
             retrans_port = self.tcp_port + 1 if o.port else 0
@@ -675,8 +748,7 @@ class VenueServer:
                 "feed_next_seq": self.pipeline.feed_next_seq}
 
 
-def _large_rcvbuf(transport) -> None:
-    sock = transport.get_extra_info("socket")
+def _large_rcvbuf(sock) -> None:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     except OSError:

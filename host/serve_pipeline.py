@@ -275,26 +275,26 @@ class Pipeline:
         return out
 
     def on_tcp(self, ts: int, session: int, message: bytes) -> list:
-        out = []
         self.counters["tcp_messages_in"] += 1
         tr = self.ouch5[session]
         if tr is None:
-            reason = inbound_drop(message)
-            if reason:
-                self.counters["drop_" + reason] += 1
-                return out
+            size = _INBOUND_SIZE.get(message[0]) if message else None
+            if size is None or len(message) != size:
+                self.counters["drop_" + inbound_drop(message)] += 1
+                return []
             if self.raw:
                 self.core.handle_raw(session, ts, message)
             else:
                 self.core.handle(session, ts, ouch.INBOUND[chr(message[0])].unpack(message))
-        else:
-            msg, replies, _reason = tr.inbound(itch.ns_since_midnight(ts), message)
-            for reply in replies:
-                self.streams[session].append(reply)
-                out.append((OUT_TCP, session, reply))
-            if msg is None:
-                return out
-            self.core.handle(session, ts, msg)
+            return self._emit([])
+        out = []
+        msg, replies, _reason = tr.inbound(itch.ns_since_midnight(ts), message)
+        for reply in replies:
+            self.streams[session].append(reply)
+            out.append((OUT_TCP, session, reply))
+        if msg is None:
+            return out
+        self.core.handle(session, ts, msg)
         return self._emit(out)
 
     # -- outputs ---------------------------------------------------------------------

@@ -66,9 +66,16 @@ def pack(ptype: bytes, payload: bytes = b"") -> bytes:
     return LENGTH.pack(len(payload) + 1) + ptype + payload
 
 
+_SEQUENCED_HEADS: dict[int, bytes] = {}      # message length -> Packet Length + type
+
+
 def sequenced(message: bytes) -> bytes:
     """A Sequenced Data packet carrying one higher-level message."""
-    return LENGTH.pack(len(message) + 1) + b"S" + message
+    n = len(message)
+    head = _SEQUENCED_HEADS.get(n)
+    if head is None:
+        head = _SEQUENCED_HEADS[n] = LENGTH.pack(n + 1) + SEQUENCED
+    return head + message
 
 
 def unsequenced(message: bytes) -> bytes:
@@ -151,4 +158,66 @@ class PacketReader:
             out.append((buf[pos + 2], buf[pos + 3:stop]))
             pos = stop
         self._buf = buf[pos:] if pos < end else b""
+        return out
+
+
+class PacketBuffer:
+    """`PacketReader` for a receive buffer the socket reads into (asyncio's
+    BufferedProtocol): `get_buffer()` is where the next read goes, `advance(n)`
+    returns the packets its n bytes completed, as (type byte value, payload bytes),
+    with the same ProtocolErrors as `PacketReader.feed`.  Nothing is allocated per
+    read but the payloads: a plain read allocates its full size (asyncio asks for
+    256 KiB, which glibc maps and unmaps on every read).
+
+    The buffer holds at least two packets of `max_length`; the bytes of an
+    incomplete packet move to its start when less than one packet's room is left.
+    """
+
+    __slots__ = ("max_length", "_buf", "_view", "_start", "_end", "_room")
+
+    def __init__(self, max_length: int = 65535, size: int = 1 << 16):
+        self.max_length = max_length
+        self._room = max_length + LENGTH.size            # one whole packet
+        self._buf = bytearray(max(size, 2 * self._room))
+        self._view = memoryview(self._buf)
+        self._start = self._end = 0
+
+    @property
+    def pending(self) -> int:
+        return self._end - self._start
+
+    def get_buffer(self) -> memoryview:
+        start, end = self._start, self._end
+        if start == end:
+            self._start = self._end = 0
+            return self._view
+        if len(self._buf) - end < self._room:
+            n = end - start
+            self._buf[:n] = bytes(self._view[start:end])      # may overlap: copy first
+            self._start, self._end = 0, n
+            return self._view[n:]
+        return self._view[end:]
+
+    def advance(self, nbytes: int) -> list[tuple[int, bytes]]:
+        """Packets completed by the `nbytes` just read into `get_buffer()`.  Raises
+        ProtocolError (and forgets what is buffered)."""
+        buf = self._buf
+        pos = self._start
+        end = self._end = self._end + nbytes
+        out = []
+        limit = self.max_length
+        while end - pos >= 2:
+            n = (buf[pos] << 8) | buf[pos + 1]
+            if n == 0 or n > limit:
+                self._start = self._end = 0
+                raise ProtocolError("empty_packet" if n == 0 else "oversized_packet")
+            stop = pos + 2 + n
+            if stop > end:
+                break
+            out.append((buf[pos + 2], bytes(buf[pos + 3:stop])))
+            pos = stop
+        if pos == end:
+            self._start = self._end = 0
+        else:
+            self._start = pos
         return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 
@@ -284,3 +285,12 @@ def test_cli_serve_replay_round_trip(tmp_path):
     summary = json.loads(r.stdout)
     assert summary["tcp_messages"] == 2 + 1 and summary["journal_records"] == 3
     assert got[1][:1] == b"A"
+
+
+def test_encode_tcp_is_encode_of_the_tcp_payload():
+    rng = random.Random(8)
+    for _ in range(500):
+        ts, session = rng.randrange(1 << 63), rng.randrange(64)
+        message, first = rng.randbytes(rng.randint(0, 80)), rng.random() < 0.5
+        assert jr.encode_tcp(ts, session, message, first) == \
+            jr.encode(jr.TCP, ts, jr.tcp_payload(session, message), first)

@@ -1,7 +1,10 @@
-"""The live venue's pipeline helpers against the refmodel code they stand in for."""
+"""The live venue's fast-path helpers against the plainer code they stand in for."""
 
 import random
 
+import pytest
+
+from tickcore.host import soupbintcp as sb
 from tickcore.host.serve_config import User, build_spec
 from tickcore.host.serve_pipeline import (
     OUT_FEED,
@@ -96,3 +99,40 @@ def test_both_engines_give_the_same_outputs():
     assert pipes[0].streams == pipes[1].streams
     assert pipes[0].feed_messages == pipes[1].feed_messages
     assert pipes[0].all_counters() == pipes[1].all_counters()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_packet_buffer_splits_as_packet_reader(seed):
+    """PacketBuffer (reads into its own buffer) against PacketReader (fed bytes): the
+    same packets and errors for one stream cut into reads at random points."""
+    rng = random.Random(seed)
+    limit = 60
+    packets = []
+    for _ in range(2000):
+        r = rng.random()
+        if r < 0.002:
+            packets.append(b"\x00\x00")                              # empty packet
+        elif r < 0.004:
+            packets.append(sb.LENGTH.pack(limit + 1) + b"U" + bytes(limit))  # oversized
+        else:
+            packets.append(sb.pack(rng.choice(b"ULRO+").to_bytes(1, "big"),
+                                   rng.randbytes(rng.randint(0, limit - 1))))
+    stream = b"".join(packets)
+    reader, buffer = sb.PacketReader(limit), sb.PacketBuffer(limit, size=256)
+    pos = 0
+    while pos < len(stream):
+        view = buffer.get_buffer()
+        n = min(len(view), rng.choice([1, 2, 3, 7, 50, 300]), len(stream) - pos)
+        chunk = stream[pos:pos + n]
+        view[:n] = chunk
+        pos += n
+        try:
+            want = reader.feed(chunk)
+        except sb.ProtocolError as exc:
+            want = exc.reason
+        try:
+            got = buffer.advance(n)
+        except sb.ProtocolError as exc:
+            got = exc.reason
+        assert got == want
+        assert buffer.pending == reader.pending
