@@ -6,10 +6,14 @@ the message alone), then the message's wire bytes packed by `layouts.to_wire`
 from the same layout (MoldUDP64 1.00, "Message Block"), sent as beats of
 `width` bytes.  The beats' `length` is the whole block's (2 + message).
 
+The block is converted to its wire bytes when the record is taken and held in
+a register; beat n is selected from it by a registered beat counter, so the
+output's ready only ever moves that counter (no wide shift on `o.ready`).
+
 Latency: the first beat is valid 1 cycle after the record is taken.
-Throughput: ceil((2 + size) / width) beats per record, back to back: a new
-record is taken in the cycle the previous block's last beat goes.
-Back-pressure: each beat holds until taken.
+Throughput: ceil((2 + size) / width) beats per record and one idle cycle
+between blocks: a new record is taken the cycle after the last beat goes.
+Back-pressure: each beat holds until taken; `i.ready` is a register's.
 """
 
 from __future__ import annotations
@@ -40,33 +44,40 @@ class BlockEncoder(wiring.Component):
         w = self.width
         rec = self.i.payload
         out = self.o.payload
-        sr = Signal(8 * self.max_block)
-        remaining = Signal(range(self.max_block + 1))
+        nbeats_max = -(-self.max_block // w)
+        blk = Signal(8 * w * nbeats_max)
+        bi = Signal(range(nbeats_max))          # beat being offered
+        last_bi = Signal(range(nbeats_max))
+        last_nbytes = Signal(range(w + 1))
+        is_last = Signal()
 
-        last = remaining <= w
         m.d.comb += [
-            out.data.eq(sr[:8 * w]),
-            out.nbytes.eq(Mux(last, remaining, w)),
-            out.last.eq(last),
+            out.data.eq(blk.word_select(bi, 8 * w)),
+            out.nbytes.eq(Mux(is_last, last_nbytes, w)),
+            out.last.eq(is_last),
+            self.i.ready.eq(~self.o.valid),
         ]
-        m.d.comb += self.i.ready.eq(~self.o.valid | (self.o.ready & last))
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += [sr.eq(sr >> (8 * w)), remaining.eq(remaining - w), out.first.eq(0)]
-            with m.If(last):
+            m.d.sync += [bi.eq(bi + 1), is_last.eq(bi + 1 == last_bi), out.first.eq(0)]
+            with m.If(is_last):
                 m.d.sync += self.o.valid.eq(0)
-        with m.If(self.i.valid & self.i.ready):
+        with m.If(self.i.valid & ~self.o.valid):
             m.d.sync += [
                 self.o.valid.eq(1),
                 out.first.eq(1),
                 out.dest.eq(self.dest(rec)),
                 out.flush.eq(rec.flush),
                 out.tag.eq(rec.tag),
+                bi.eq(0),
             ]
             with m.Switch(rec.kind):
                 for k, lay in enumerate(self.layouts):
                     with m.Case(k):
                         size = 2 + lay.size
+                        nb = -(-size // w)
                         block = Cat(Const(lay.size >> 8, 8), Const(lay.size & 0xFF, 8),
                                     to_wire(lay, rec.body[lay.name]))
-                        m.d.sync += [sr.eq(block), remaining.eq(size), out.length.eq(size)]
+                        m.d.sync += [blk.eq(block), out.length.eq(size),
+                                     last_bi.eq(nb - 1), is_last.eq(nb == 1),
+                                     last_nbytes.eq(size - (nb - 1) * w)]
         return m

@@ -203,8 +203,9 @@ def block_beat(width: int, dest_bits: int) -> data.StructLayout:
 def packet_beat(width: int, dest_bits: int) -> data.StructLayout:
     """One beat of an outbound frame whose Ethernet/IPv4/UDP header (bytes 0..41)
     is still to be filled: the MoldUDP64 payload sits at byte 42 on.  Held for the
-    frame: destination, UDP payload length and the payload's 16-bit ones'
-    complement partial sum (unfolded)."""
+    frame: destination, UDP payload length and the payload's ones' complement sum
+    in three unfolded parts: 256 * `sum_hi` (bytes at even offsets) + `sum_lo`
+    (bytes at odd offsets) + `sum_hdr` (the MoldUDP64 header's 16-bit words)."""
     return data.StructLayout({
         "data": data.ArrayLayout(BYTE, width),
         "nbytes": nbytes_shape(width),
@@ -212,7 +213,9 @@ def packet_beat(width: int, dest_bits: int) -> data.StructLayout:
         "last": 1,
         "dest": unsigned(dest_bits),
         "length": 16,
-        "sum": 32,
+        "sum_hi": 20,
+        "sum_lo": 20,
+        "sum_hdr": 20,
         "tag": TAG_BITS,
     })
 

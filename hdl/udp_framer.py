@@ -10,9 +10,9 @@ constant part and the length, the UDP checksum from the pseudo-header, the UDP
 header and the payload sum the packetizer hands over (a computed 0 is sent as
 0xFFFF).  MoldUDP64 packets are at least 62 bytes, so no frame needs padding.
 
-The checksums are summed when a frame's first beat is taken and folded the
-cycle after; they are first needed in beat 24 // width >= 2, so `width` is at
-most 8 bytes.
+The checksums are summed and folded in a few two-operand steps from the
+frame's first beat on; they are first needed in beats 24 // width >= 3 (IPv4)
+and 40 // width >= 5 (UDP), so `width` is at most 8 bytes.
 
 Latency: 1 cycle (output register).  Throughput: one beat per cycle, frames
 back to back.  Back-pressure: `i.ready` follows the output register.
@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from tickcore.refmodel import packet
 
-from .layouts import fold16, out_beat, packet_beat
+from .layouts import out_beat, packet_beat
 
 HDR = packet.HEADERS_SIZE
 
@@ -80,35 +80,54 @@ class UdpFramer(wiring.Component):
                     m.d.comb += [s.eq(b) for s, b in zip(templ, t, strict=True)]
                     m.d.comb += [ip_const.eq(ipc), udp_const.eq(udpc)]
 
-        # checksums: summed at the first beat, folded the cycle after
-        ip_acc = Signal(32)
-        udp_acc = Signal(32)
-        ip_csum = Signal(16)
-        udp_csum = Signal(16)
+        # checksums, from the first beat on, in a few two-operand steps (timing): the
+        # IPv4 one is first needed in the beat holding byte 24, the UDP one in the beat
+        # holding byte 40, at least 3 and 5 beats after the first for width <= 8
         take = self.i.valid & self.i.ready
+        ip_a = Signal(18)
+        u_a = Signal(21)
+        u_b = Signal(29)
+        u_c = Signal(20)
+        total = Signal(16)
+        udp_len = Signal(16)
         with m.If(take & beat.first):
             m.d.sync += [
-                ip_acc.eq(ip_const + beat.length),
-                udp_acc.eq(udp_const + (beat.length << 1) + beat.sum),
+                ip_a.eq(ip_const + beat.length),
+                u_a.eq(udp_const + (beat.length << 1)),
+                u_b.eq((beat.sum_hi << 8) + beat.sum_lo),
+                u_c.eq(beat.sum_hdr),
+                total.eq(beat.length + packet.IPV4.size + packet.UDP.size),
+                udp_len.eq(beat.length + packet.UDP.size),
             ]
-        udp_fold = ~fold16(udp_acc)[:16]
+        ip_f1 = Signal(17)
+        ip_csum = Signal(16)
+        u_d = Signal(30)
+        u_e = Signal(31)
+        u_f1 = Signal(17)
+        udp_csum = Signal(16)
+        udp_fold = Signal(16)
+        m.d.comb += udp_fold.eq(~(u_f1[:16] + u_f1[16])[:16])
         m.d.sync += [
-            ip_csum.eq(~fold16(ip_acc)[:16]),
+            ip_f1.eq(ip_a[:16] + ip_a[16:]),
+            ip_csum.eq(~(ip_f1[:16] + ip_f1[16])[:16]),
+            u_d.eq(u_a + u_c),
+            u_e.eq(u_b + u_d),
+            u_f1.eq(u_e[:16] + u_e[16:]),
             udp_csum.eq(Mux(udp_fold == 0, 0xFFFF, udp_fold)),
         ]
 
-        total = (beat.length + packet.IPV4.size + packet.UDP.size)[:16]
-        udp_len = (beat.length + packet.UDP.size)[:16]
         head = list(templ)
         head[ip_off + 2], head[ip_off + 3] = total[8:16], total[0:8]
         head[ip_off + 10], head[ip_off + 11] = ip_csum[8:16], ip_csum[0:8]
         head[HDR - 4], head[HDR - 3] = udp_len[8:16], udp_len[0:8]
         head[HDR - 2], head[HDR - 1] = udp_csum[8:16], udp_csum[0:8]
-
-        row = Signal(8)                       # beat number in the frame, saturating
-        cur_row = Mux(beat.first, 0, row)
+        # the lengths are first needed in the beat holding byte 16, after the first
+        assert w <= 16
+        # the beat number in the frame (0 for a first beat), saturating
+        nrows = -(-HDR // w)
+        row = Signal(range(nrows + 1))
         with m.If(take):
-            m.d.sync += row.eq(Mux(cur_row == 0xFF, 0xFF, cur_row + 1))
+            m.d.sync += row.eq(Mux(beat.last, 0, Mux(row == nrows, nrows, row + 1)))
 
         out = self.o.payload
         m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
@@ -123,11 +142,12 @@ class UdpFramer(wiring.Component):
                 out.tag.eq(beat.tag),
             ]
             for j in range(w):
-                m.d.sync += out.data[j].eq(beat.data[j])
-            for o, value in enumerate(head):
-                with m.If(cur_row == o // w):
-                    m.d.sync += out.data[o % w].eq(value)
+                with m.Switch(row):
+                    for r in range(nrows):
+                        o = r * w + j
+                        if o < HDR:
+                            with m.Case(r):
+                                m.d.sync += out.data[j].eq(head[o])
+                    with m.Default():
+                        m.d.sync += out.data[j].eq(beat.data[j])
         return m
-
-
-
