@@ -221,6 +221,9 @@ class SoupBinConnection(asyncio.BufferedProtocol):
             s.counters["tcp_" + exc.reason] += 1
             self.abort()
             return
+        if len(packets) == 1 and packets[0][0] == _U and self.session is not None:
+            s.on_tcp_message(self.session, packets[0][1])     # the common case, kept short
+            return
         batch = None
         for ptype, payload in packets:
             if ptype == _U:
@@ -536,18 +539,26 @@ class VenueServer:
 
     # -- inbound -------------------------------------------------------------------
 
+    def on_tcp_message(self, session: int, message: bytes) -> None:
+        """One Unsequenced Data payload of a logged-in session: journaled, then acted on."""
+        p = self.pipeline
+        if p.closed:
+            self.counters["tcp_data_after_close"] += 1
+            return
+        ts = self.clock()
+        self.journal.append(jr.encode_tcp(ts, session, message))
+        self.dispatch(p.on_tcp(ts, session, message))
+
     def on_tcp_messages(self, session: int, messages: list) -> None:
+        """The Unsequenced Data payloads of one read: journaled in one append, then
+        acted on in order."""
+        if len(messages) == 1:
+            return self.on_tcp_message(session, messages[0])
         p = self.pipeline
         if p.closed:
             self.counters["tcp_data_after_close"] += len(messages)
             return
         clock, encode = self.clock, jr.encode_tcp
-        if len(messages) == 1:                       # the common case, kept short
-            ts = clock()
-            m = messages[0]
-            self.journal.append(encode(ts, session, m))
-            self.dispatch(p.on_tcp(ts, session, m))
-            return
         stamped = [(clock(), m) for m in messages]
         self.journal.append(b"".join(encode(ts, session, m, k == 0)
                                      for k, (ts, m) in enumerate(stamped)))

@@ -9,10 +9,14 @@ client in this process over loopback:
 
 Each sample is one Enter Order of a resting day order: the clock starts just
 before the send and stops when the packet holding its Accepted has been read
-and parsed (the client is a blocking socket with minimal parsing).  Each enter
+and parsed (the client is a blocking socket read into a preallocated buffer,
+with minimal parsing: the echo floor's client reads the same way).  Each enter
 is then canceled (waited for, not timed), so the book stays small and the feed
 carries an Add Order and an Order Delete per sample.
-Samples are taken one at a time (no pipelining).  The venue configuration is
+Samples are taken one at a time (no pipelining), each sent to an idle venue:
+before the next Enter the client waits for the feed packet of the Order Delete,
+the last output of the previous sample (the echo server, too, is idle when an
+echo is sent).  The venue configuration is
 the default one with the session rate limit lifted, so no sample is a rate
 reject.  Returns p50/p99/p99.9 in ns and the sample count.
 """
@@ -77,95 +81,136 @@ def _cancel(token: str) -> bytes:
     return ouch.CANCEL_ORDER.build(token=token, shares=0)
 
 
-def _spin_recv(sock):
-    """recv on a non-blocking socket, polling until data is there."""
-    recv = sock.recv
-    while True:
-        try:
-            return recv(65536)
-        except BlockingIOError:
-            pass
+class _Reader:
+    """Reads a socket into one preallocated buffer (recv_into: nothing allocated per
+    read); `spin` polls a non-blocking socket instead of blocking.  The echo floor's
+    client reads the same way, so both sides of the comparison pay the same."""
+
+    def __init__(self, sock, spin: bool = False):
+        self.sock = sock
+        self.buf = bytearray(1 << 16)
+        self.view = memoryview(self.buf)
+        self.start = self.end = 0
+        self.spin = spin
+        if spin:
+            sock.setblocking(False)
+
+    def read(self) -> int:
+        """Read once into the free part of the buffer; returns the byte count."""
+        if self.start == self.end:
+            self.start = self.end = 0
+        elif len(self.buf) - self.end < 4096:
+            n = self.end - self.start
+            self.buf[:n] = bytes(self.view[self.start:self.end])
+            self.start, self.end = 0, n
+        target = self.view[self.end:] if self.end else self.buf
+        recv_into = self.sock.recv_into
+        while True:
+            try:
+                n = recv_into(target)
+                break
+            except BlockingIOError:
+                if not self.spin:
+                    raise
+        if not n:
+            raise RuntimeError("the server closed the connection")
+        self.end += n
+        return n
 
 
-class _LeanSoupBin:
+class _LeanSoupBin(_Reader):
     """The benchmark's client: a socket and just enough SoupBinTCP parsing, so the client
-    adds as little as it can to what is measured; `spin` polls instead of blocking."""
+    adds as little as it can to what is measured."""
 
     def __init__(self, port: int, spin: bool = False):
-        self.sock = socket.create_connection(("127.0.0.1", port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
-        if spin:
-            self.sock.setblocking(False)
-            self.recv = lambda: _spin_recv(self.sock)
-        else:
-            self.recv = lambda: self.sock.recv(65536)
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().__init__(sock, spin)
 
-    def packet(self) -> bytes:
-        """The next packet: type byte + payload."""
+    def packet_type(self) -> tuple[int, int]:
+        """Consume the next packet; (packet type, first payload byte or -1)."""
         buf = self.buf
-        while True:
-            if len(buf) >= 2:
-                n = (buf[0] << 8) | buf[1]
-                if len(buf) >= 2 + n:
-                    self.buf = buf[2 + n:]
-                    return buf[2:2 + n]
-            data = self.recv()
-            if not data:
-                raise RuntimeError("server closed the connection")
-            buf += data
+        while self.end - self.start < 2:
+            self.read()
+        n = (buf[self.start] << 8) | buf[self.start + 1]
+        while self.end - self.start < 2 + n:
+            self.read()
+        p = self.start
+        self.start = p + 2 + n
+        return buf[p + 2], buf[p + 3] if n > 1 else -1
 
-    def sequenced(self) -> bytes:
+    def sequenced(self) -> int:
+        """Consume packets up to the next Sequenced Data; its message type byte."""
         while True:
-            p = self.packet()
-            if p[:1] == b"S":
-                return p[1:]
+            ptype, first = self.packet_type()
+            if ptype == _S:
+                return first
 
     def close(self) -> None:
         self.sock.close()
 
 
-def _tcp_samples(info, n: int, spin: bool = False) -> list:
+_S, _A, _C, _D = ord("S"), ord("A"), ord("C"), ord("D")
+_MOLD_FIRST_TYPE = moldudp64.HEADER.size + moldudp64.BLOCK_LENGTH.size  # first message's type
+
+
+class _FeedWatch(_Reader):
+    """Waits for the feed packet that carries an Order Delete: the venue has finished the
+    previous sample (its last output is that packet), so every timed Enter reaches an
+    idle venue, as every echo reaches an idle echo server."""
+
+    def __init__(self, feed: FeedReceiver):
+        feed.sock.settimeout(10.0)
+        super().__init__(feed.sock)
+
+    def until_delete(self) -> None:
+        while True:
+            self.start = self.end = 0
+            n = self.read()
+            if n > _MOLD_FIRST_TYPE and self.buf[_MOLD_FIRST_TYPE] == _D:
+                return
+
+
+def _tcp_samples(info, n: int, spin: bool, feed: _FeedWatch) -> list:
     out = []
     c = _LeanSoupBin(info["tcp_port"], spin)
     try:
         c.sock.sendall(sb.login_request(*BENCH_USER, sequence=0))
-        if c.packet()[:1] != b"A":
+        if c.packet_type()[0] != _A:
             raise RuntimeError("bench login rejected")
-        sendall, read = c.sock.sendall, c.sequenced
+        send, read = c.sock.send, c.sequenced
         clock = time.perf_counter_ns
         for i in range(n):
             token = f"T{i:013d}"
             packet = sb.unsequenced(_enter(token, "BS"[i & 1]))
             t0 = clock()
-            sendall(packet)
+            send(packet)
             reply = read()
             t1 = clock()
-            if reply[:1] != b"A":
-                raise RuntimeError(f"expected Accepted, got {reply[:1]!r}")
+            if reply != _A:
+                raise RuntimeError(f"expected Accepted, got {chr(reply)!r}")
             out.append(t1 - t0)
-            sendall(sb.unsequenced(_cancel(token)))
-            while read()[:1] != b"C":
+            send(sb.unsequenced(_cancel(token)))
+            while read() != _C:
                 pass
+            feed.until_delete()
     finally:
         c.close()
     return out
 
 
-def _udp_samples(info, n: int, spin: bool = False) -> list:
+def _udp_samples(info, n: int, spin: bool, feed: _FeedWatch) -> list:
     out = []
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.connect(("127.0.0.1", info["udp_port"]))
-    if spin:
-        sock.setblocking(False)
-    else:
+    if not spin:
         sock.settimeout(5.0)
+    r = _Reader(sock, spin)
     session = BENCH_UDP_SESSION
     seq = 1
     try:
-        send = sock.send
-        recv = (lambda _n: _spin_recv(sock)) if spin else sock.recv
+        send, read, buf = sock.send, r.read, r.buf
         clock = time.perf_counter_ns
         for i in range(n):
             token = f"U{i:013d}"
@@ -173,16 +218,20 @@ def _udp_samples(info, n: int, spin: bool = False) -> list:
             seq += 1
             t0 = clock()
             send(packet)
-            reply = recv(65536)
+            r.start = r.end = 0
+            read()
             t1 = clock()
             # one response packet: Accepted, the first (and only) message
-            if reply[22:23] != b"A":
-                raise RuntimeError(f"expected Accepted, got {reply[20:40]!r}")
+            if buf[_MOLD_FIRST_TYPE] != _A:
+                raise RuntimeError(f"expected Accepted, got {bytes(buf[20:40])!r}")
             out.append(t1 - t0)
             send(moldudp64.pack_packet(session, seq, [_cancel(token)]))
             seq += 1
-            if recv(65536)[22:23] != b"C":
+            r.start = r.end = 0
+            read()
+            if buf[_MOLD_FIRST_TYPE] != _C:
                 raise RuntimeError("expected Canceled")
+            feed.until_delete()
     finally:
         sock.close()
     return out
@@ -204,7 +253,7 @@ def round_trip(transport: str = "tcp", samples: int = 20_000, warmup: int = 2_00
         proc, info = start_server(workdir, engine, fsync, feed=feed.dest,
                                   extra_args=("--busy-poll",) if busy_poll else ())
         run = _tcp_samples if transport == "tcp" else _udp_samples
-        ns = run(info, warmup + samples, client_spin)[warmup:]
+        ns = run(info, warmup + samples, client_spin, _FeedWatch(feed))[warmup:]
         ns.sort()
         return {"transport": transport, "engine": engine, "fsync": fsync,
                 "busy_poll": busy_poll, "client_spin": client_spin,
@@ -226,7 +275,10 @@ def round_trip(transport: str = "tcp", samples: int = 20_000, warmup: int = 2_00
 # -- the floor: the same loopback round trip to a server that only echoes -------------
 
 def _echo_server(transport: str, spin: bool) -> None:
-    """Child process: echo every TCP read / UDP datagram back, forever."""
+    """Child process: echo every TCP read / UDP datagram back, forever.  It reads into
+    one preallocated buffer, as the venue does."""
+    buf = bytearray(1 << 16)
+    view = memoryview(buf)
     if transport == "tcp":
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
@@ -234,14 +286,14 @@ def _echo_server(transport: str, spin: bool) -> None:
         print(listener.getsockname()[1], flush=True)
         conn, _ = listener.accept()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if spin:
-            conn.setblocking(False)
-        recv = (lambda: _spin_recv(conn)) if spin else (lambda: conn.recv(65536))
+        reader = _Reader(conn, spin)
         while True:
-            data = recv()
-            if not data:
+            try:
+                n = reader.read()
+            except RuntimeError:                  # the client closed the connection
                 return
-            conn.sendall(data)
+            reader.start = reader.end = 0
+            conn.sendall(view[:n])
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)
@@ -250,17 +302,18 @@ def _echo_server(transport: str, spin: bool) -> None:
     while True:
         while True:
             try:
-                data, addr = sock.recvfrom(65536)
+                n, addr = sock.recvfrom_into(buf)
                 break
             except BlockingIOError:
                 pass
-        sock.sendto(data, addr)
+        sock.sendto(view[:n], addr)
 
 
 def echo_floor(transport: str = "tcp", samples: int = 20_000, warmup: int = 2_000,
                spin_server: bool = False, client_spin: bool = False) -> dict:
     """The loopback round trip of a 67-byte message to a Python echo server, measured
-    like `round_trip`: what this machine costs before any venue work is done."""
+    like `round_trip` (the same client reads): what this machine costs before any venue
+    work is done."""
     cmd = [sys.executable, "-m", "tickcore.host.serve_bench", "_echo", transport,
            "spin" if spin_server else "block"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -272,18 +325,18 @@ def echo_floor(transport: str = "tcp", samples: int = 20_000, warmup: int = 2_00
         else:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.connect(("127.0.0.1", port))
-        if client_spin:
-            sock.setblocking(False)
-        recv = (lambda: _spin_recv(sock)) if client_spin else (lambda: sock.recv(65536))
+        reader = _Reader(sock, client_spin)
         payload = bytes(67)
+        size = len(payload)
+        send, read = sock.send, reader.read
         clock = time.perf_counter_ns
         ns = []
         for _ in range(warmup + samples):
             t0 = clock()
-            sock.send(payload)
-            got = 0
-            while got < len(payload):
-                got += len(recv())
+            send(payload)
+            reader.start = reader.end = 0
+            while reader.end < size:
+                read()
             ns.append(clock() - t0)
         sock.close()
         ns = sorted(ns[warmup:])

@@ -268,10 +268,10 @@ class Pipeline:
                 continue
             counters["messages_in"] += 1
             if self.raw:
-                core.handle_raw(index, ts, raw)
+                self._emit_staged(out, *core.process_raw(index, ts, raw))
             else:
                 core.handle(index, ts, ouch.INBOUND[chr(raw[0])].unpack(raw))
-            self._emit(out)
+                self._emit(out)
         return out
 
     def on_tcp(self, ts: int, session: int, message: bytes) -> list:
@@ -283,9 +283,8 @@ class Pipeline:
                 self.counters["drop_" + inbound_drop(message)] += 1
                 return []
             if self.raw:
-                self.core.handle_raw(session, ts, message)
-            else:
-                self.core.handle(session, ts, ouch.INBOUND[chr(message[0])].unpack(message))
+                return self._emit_staged([], *self.core.process_raw(session, ts, message))
+            self.core.handle(session, ts, ouch.INBOUND[chr(message[0])].unpack(message))
             return self._emit([])
         out = []
         msg, replies, _reason = tr.inbound(itch.ns_since_midnight(ts), message)
@@ -301,11 +300,14 @@ class Pipeline:
 
     def _emit(self, out: list) -> list:
         """Append the outputs of what the core staged to `out` and return it."""
+        if self.raw:
+            return self._emit_staged(out, *self.core.take_raw())
+        return self._emit_staged(out, *self.core.take())
+
+    def _emit_staged(self, out: list, oe, md) -> list:
+        """Append the outputs of the core's OUCH (session, message) and ITCH messages
+        (bytes from a bytes core, records from a records core) to `out`; return it."""
         raw = self.raw
-        if raw:
-            oe, md = self.core.take_raw()
-        else:
-            oe, md = self.core.take()
         if oe:
             is_udp, streams, ouch5 = self.is_udp, self.streams, self.ouch5
             udp = None                  # (session, [messages]) of the open UDP packet run

@@ -21,10 +21,11 @@ from numba import typeof, types
 
 from tickcore.refmodel import itch, ouch
 
-from .pipeline import core_close, core_message, core_open
+from .pipeline import core_close, core_message, core_message_take, core_open
 from .state import SC, counters_of, new_engine
 
-_OE_N, _OE_BYTES, _MD_N, _MD_BYTES = int(SC.OE_N), int(SC.OE_BYTES), int(SC.MD_N), int(SC.MD_BYTES)
+_OE_N, _OE_BYTES, _MD_N, _MD_BYTES = (int(SC.OE_N), int(SC.OE_BYTES), int(SC.MD_N),
+                                      int(SC.MD_BYTES))
 MAX_INBOUND = max(layout.size for layout in ouch.INBOUND.values())
 
 
@@ -41,10 +42,11 @@ class FastCore:
         self._oe = (memoryview(a.oe_buf), memoryview(a.oe_off), memoryview(a.oe_len),
                     memoryview(a.oe_sess))
         self._md = (memoryview(a.md_buf), memoryview(a.md_off), memoryview(a.md_len))
-        # the compiled function itself, for this engine's argument types: calling it
-        # skips the dispatcher's type resolution of the engine struct (about 0.6 us)
-        self._core_message = core_message.compile(
-            (typeof(self.E), types.int64, types.int64, typeof(self._msg), types.int64))
+        # the compiled functions themselves, for this engine's argument types: calling
+        # one skips the dispatcher's type resolution of the engine struct (about 0.6 us)
+        signature = (typeof(self.E), types.int64, types.int64, typeof(self._msg), types.int64)
+        self._core_message = core_message.compile(signature)
+        self._core_message_take = core_message_take.compile(signature)
 
     @property
     def counters(self):
@@ -71,24 +73,38 @@ class FastCore:
         """Return and clear the messages staged since the last call: ([(session index,
         OUCH message bytes)], [ITCH message bytes]), each in emission order."""
         sc = self._sc
-        oe_n, md_n = sc[_OE_N], sc[_MD_N]
+        staged = sc[_OE_N], sc[_OE_BYTES], sc[_MD_N], sc[_MD_BYTES]
+        sc[_OE_N] = sc[_OE_BYTES] = sc[_MD_N] = sc[_MD_BYTES] = 0
+        return self._copy_out(staged)
+
+    def process_raw(self, session: int, ts: int, message):
+        """`handle_raw` then `take_raw`, in one call into the compiled core."""
+        n = len(message)
+        if not 0 < n <= MAX_INBOUND:
+            raise ValueError(f"inbound message of {n} bytes")
+        self._msg_view[:n] = message
+        return self._copy_out(self._core_message_take(self.E, session, ts, self._msg,
+                                                      message[0]))
+
+    def _copy_out(self, staged):
+        """The staged messages as bytes: one copy per stream, then a slice per message."""
+        oe_n, oe_bytes, md_n, md_bytes = staged
         oe: list = []
         md: list = []
         if oe_n:
             buf, off, size, sess = self._oe
-            data = buf[:sc[_OE_BYTES]].tobytes()
+            data = buf[:oe_bytes].tobytes()
             if oe_n == 1:
                 oe = [(sess[0], data)]
             else:
                 oe = [(sess[i], data[off[i]:off[i] + size[i]]) for i in range(oe_n)]
         if md_n:
             buf, off, size = self._md
-            data = buf[:sc[_MD_BYTES]].tobytes()
+            data = buf[:md_bytes].tobytes()
             if md_n == 1:
                 md = [data]
             else:
                 md = [data[off[i]:off[i] + size[i]] for i in range(md_n)]
-        sc[_OE_N] = sc[_OE_BYTES] = sc[_MD_N] = sc[_MD_BYTES] = 0
         return oe, md
 
     # -- records (refmodel MatchingCore's interface) ------------------------------------

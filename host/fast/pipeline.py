@@ -161,6 +161,23 @@ def core_message(E, session, ts, b, type_byte):
 
 
 @njit(cache=True)
+def core_message_take(E, session, ts, b, type_byte):
+    """core_message, then take what is staged (the live venue's bytes path): returns
+    (OUCH records, their bytes, ITCH records, their bytes) staged in E.oe_* / E.md_*
+    and empties the staging.  The staged bytes stay in the buffers until the next
+    call stages over them: the caller copies them out first."""
+    at(E, ts)
+    handle(E, session, b, 0, type_byte, E.sc[SC.MODE] == MODE_LOOPBACK)
+    sc = E.sc
+    staged = (sc[SC.OE_N], sc[SC.OE_BYTES], sc[SC.MD_N], sc[SC.MD_BYTES])
+    sc[SC.OE_N] = 0
+    sc[SC.OE_BYTES] = 0
+    sc[SC.MD_N] = 0
+    sc[SC.MD_BYTES] = 0
+    return staged
+
+
+@njit(cache=True)
 def core_open(E, ts):
     """Start of day into the staging buffers (nothing in loopback mode)."""
     if E.sc[SC.MODE] != MODE_LOOPBACK:

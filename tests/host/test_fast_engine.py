@@ -166,9 +166,9 @@ def test_per_message_core_matches_refmodel_record_for_record():
 
 
 def test_raw_path_matches_refmodel_packed_byte_for_byte():
-    """FastCore's bytes interface (handle_raw / take_raw, the live venue's hot path)
-    against MatchingCore's records packed with the refmodel layouts, on a random op
-    stream that also leaves a message's outputs staged across several records."""
+    """FastCore's bytes interface (handle_raw / take_raw, and process_raw, the live
+    venue's hot path) against MatchingCore's records packed with the refmodel layouts,
+    on a random op stream in which many messages stage several records."""
     from tickcore.host.fast.message_core import FastCore
     from tickcore.refmodel.matcher import MatchingCore
 
@@ -192,8 +192,12 @@ def test_raw_path_matches_refmodel_packed_byte_for_byte():
         h.send(session, raw)
         _, msg = ouch.decode_inbound(raw)
         ref.handle(h.sid(session), T0 + 7 * i, msg)
-        fast.handle_raw(h.sid(session), T0 + 7 * i, raw)
-        want, got = packed(ref), fast.take_raw()
+        if i & 1:
+            got = fast.process_raw(h.sid(session), T0 + 7 * i, raw)
+        else:
+            fast.handle_raw(h.sid(session), T0 + 7 * i, raw)
+            got = fast.take_raw()
+        want = packed(ref)
         assert want == got, f"message {i}: {op}"
         multi += len(got[0]) > 1 or len(got[1]) > 1
     assert multi > 20                    # messages that staged several records
