@@ -6,8 +6,10 @@ one market-data group, and so on, so each inbound message's order-entry frames
 go out before its market-data frames.  The core emits exactly one group on
 each stream per inbound message that produces output.
 
-Latency: 0 cycles (combinational).  Back-pressure: passed through to the
-selected input; the other input waits.
+Latency: 1 cycle (the output is a register).  Throughput: one beat per
+cycle.  Back-pressure: a second register catches the beat taken while the
+output is held, so the inputs' ready is a flip-flop's (`~skid_valid`), never
+the consumer's ready passed through (timing).
 """
 
 from __future__ import annotations
@@ -31,13 +33,26 @@ class EventMux(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         sel_md = Signal()
+        src_valid = Signal()
+        src = Signal.like(self.o.payload)
+        skid_valid = Signal()
+        skid = Signal.like(self.o.payload)
         with m.If(sel_md):
-            m.d.comb += [self.o.valid.eq(self.md.valid), self.o.payload.eq(self.md.payload),
-                         self.md.ready.eq(self.o.ready)]
+            m.d.comb += [src_valid.eq(self.md.valid), src.eq(self.md.payload),
+                         self.md.ready.eq(~skid_valid)]
         with m.Else():
-            m.d.comb += [self.o.valid.eq(self.oe.valid), self.o.payload.eq(self.oe.payload),
-                         self.oe.ready.eq(self.o.ready)]
-        p = self.o.payload
-        with m.If(self.o.valid & self.o.ready & p.last & p.flush):
+            m.d.comb += [src_valid.eq(self.oe.valid), src.eq(self.oe.payload),
+                         self.oe.ready.eq(~skid_valid)]
+        take = src_valid & ~skid_valid
+        with m.If(take & src.last & src.flush):
             m.d.sync += sel_md.eq(~sel_md)
+
+        adv = ~self.o.valid | self.o.ready
+        with m.If(adv):
+            with m.If(skid_valid):
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(skid), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o.valid.eq(src_valid), self.o.payload.eq(src)]
+        with m.Elif(take):
+            m.d.sync += [skid_valid.eq(1), skid.eq(src)]
         return m

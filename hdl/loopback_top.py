@@ -2,7 +2,7 @@
 
     i -> Ingress -> Session -> OuchDecoder -> LoopbackCore -+-> FIFO -> OuchEncoder -+-> EventMux
                                                             +-> FIFO -> ItchEncoder -+
-      -> StreamFIFO -> Packetizer -> UdpFramer -> o
+      -> Packetizer -> UdpFramer -> o
 
 It is refmodel's `Venue(cfg, "loopback")` in gateware: for the same frames and
 ingress times it emits the same frames in the same order, and its counters
@@ -29,7 +29,7 @@ from . import ingress, loopback, ouch_decoder, session
 from .event_mux import EventMux
 from .ingress import Ingress
 from .itch_encoder import ItchEncoder
-from .layouts import block_beat, counters_layout, frame_beat, itch_out, ouch_out, out_beat
+from .layouts import counters_layout, frame_beat, itch_out, ouch_out, out_beat
 from .loopback import LoopbackCore
 from .ouch_decoder import OuchDecoder
 from .ouch_encoder import OuchEncoder
@@ -88,7 +88,6 @@ class PacketLoopback(wiring.Component):
         m.submodules.itch_enc = ienc = ItchEncoder(width=w, dest_bits=dbits,
                                                    feed_dest=len(names) - 1)
         m.submodules.mux = mux = EventMux(width=w, dest_bits=dbits)
-        m.submodules.pkt_fifo = pfifo = StreamFIFO(block_beat(w, dbits))
         m.submodules.packetizer = pkt = Packetizer(names=names, max_payload=cfg.max_payload,
                                                    width=w, dest_bits=dbits)
         m.submodules.framer = fr = UdpFramer(src_mac=cfg.mac, src_ip=cfg.ip, ttl=cfg.ttl,
@@ -106,8 +105,7 @@ class PacketLoopback(wiring.Component):
         wiring.connect(m, md_fifo.o, ienc.i)
         wiring.connect(m, oenc.o, mux.oe)
         wiring.connect(m, ienc.o, mux.md)
-        wiring.connect(m, mux.o, pfifo.i)
-        wiring.connect(m, pfifo.o, pkt.i)
+        wiring.connect(m, mux.o, pkt.i)
         wiring.connect(m, pkt.o, fr.i)
         wiring.connect(m, fr.o, wiring.flipped(self.o))
 
@@ -122,6 +120,6 @@ class PacketLoopback(wiring.Component):
         quiet = Signal()
         m.d.comb += quiet.eq(~dec.o.valid & ~core.oe.valid & ~core.md.valid & ~oe_fifo.o.valid
                              & ~md_fifo.o.valid & ~oenc.o.valid
-                             & ~ienc.o.valid & ~pfifo.o.valid & ~fr.o.valid)
+                             & ~ienc.o.valid & ~mux.o.valid & ~fr.o.valid)
         m.d.comb += self.idle.eq(ing.idle & ses.idle & quiet & pkt.idle)
         return m

@@ -138,7 +138,8 @@ class Packetizer(wiring.Component):
         decided = Signal()                      # the head beat's close decision is registered
         need_close = Signal()
         push = Signal()
-        m.d.sync += slot_free.eq(~((full | occupy) & ~release).bit_select((wslot + push)[:len(wslot)], 1))
+        wslot_next = (wslot + push)[:len(wslot)]
+        m.d.sync += slot_free.eq(~((full | occupy) & ~release).bit_select(wslot_next, 1))
 
         # the write request and the sum's first stage, registered
         wr_en = Signal()
@@ -193,6 +194,8 @@ class Packetizer(wiring.Component):
         hs_b = Signal(17)
         hs_c = Signal(20)
         sum_slot = Signal(range(ns))
+        seq_first = Signal(64)
+        seq_after = Signal(64)
         with m.FSM():
             with m.State("FILL"):
                 with m.If(self.i.valid):
@@ -236,20 +239,21 @@ class Packetizer(wiring.Component):
                     hs_a.eq(seq[0:16] + seq[16:32]),
                     hs_b.eq(seq[32:48] + seq[48:64]),
                     hs_c.eq(count + name_sums),
+                    seq_first.eq(seq),
+                    seq_after.eq(seq + count),
                 ]
                 m.next = "PUSH"
             with m.State("PUSH"):
-                seq = Mux(fresh_q, 1, seq_rd.data)
                 meta = Signal(meta_shape)
                 m.d.comb += [
                     push.eq(1),
                     meta.slot.eq(wslot), meta.dest.eq(cur_dest), meta.length.eq(size),
-                    meta.count.eq(count), meta.seq.eq(seq), meta.tag.eq(tag),
+                    meta.count.eq(count), meta.seq.eq(seq_first), meta.tag.eq(tag),
                     closed.w_data.eq(meta),
                     closed.w_en.eq(1),
                     occupy.eq(1 << wslot),
                     seq_wr.addr.eq(cur_dest),
-                    seq_wr.data.eq(seq + count),
+                    seq_wr.data.eq(seq_after),
                     seq_wr.en.eq(1),
                 ]
                 m.d.sync += [is_open.eq(0), need_close.eq(0), wslot.eq(wslot + 1),
@@ -287,9 +291,13 @@ class Packetizer(wiring.Component):
         active = Signal()
         cur = Signal(meta_shape)
         row = Signal(row_bits)
-        last_row = Signal(row_bits)
+        rows_left = Signal(row_bits)            # last row - row
         last_nbytes = Signal(range(w + 1))
-        is_last = Signal()                      # row == last_row
+        is_last = Signal()                      # rows_left == 0
+        is_pen = Signal()                       # rows_left == 1
+        # a packet is at least 62 bytes (the headers), so its last row is at least
+        # 61 // w >= 7: neither flag is set when a packet is loaded
+        assert (BLOCKS_OFF - 1) // w >= 2
         credit = Signal(init=1)                 # the output queue has room for one more read
         issue = Signal()
         m.d.comb += [
@@ -300,13 +308,14 @@ class Packetizer(wiring.Component):
         load = Signal()
         m.d.comb += load.eq(nxt_valid & (~active | (issue & is_last)))
         with m.If(issue):
-            m.d.sync += [row.eq(row + 1), is_last.eq(row + 1 == last_row)]
+            m.d.sync += [row.eq(row + 1), rows_left.eq(rows_left - 1), is_last.eq(is_pen),
+                         is_pen.eq(rows_left == 2)]
             with m.If(is_last):
                 m.d.sync += active.eq(0)
                 m.d.comb += release.eq(1 << cur.slot)
         with m.If(load):
-            m.d.sync += [cur.eq(nxt), active.eq(1), row.eq(0), last_row.eq(nxt_last_row),
-                         last_nbytes.eq(nxt_last_nbytes), is_last.eq(nxt_last_row == 0),
+            m.d.sync += [cur.eq(nxt), active.eq(1), row.eq(0), rows_left.eq(nxt_last_row),
+                         last_nbytes.eq(nxt_last_nbytes), is_last.eq(0), is_pen.eq(0),
                          nxt_valid.eq(0)]
 
         # rows 42 .. 61 hold the MoldUDP64 header: a thermometer code of the row

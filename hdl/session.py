@@ -108,6 +108,9 @@ class Session(wiring.Component):
         length = Signal(16)
         ts = Signal(TS_BITS)
         tag = Signal(TAG_BITS)
+        raws = [nm.encode("latin-1") for nm in self.names]
+        assert all(len(raw) == 10 for raw in raws), "session names are padded to 10 bytes"
+        mchunk = [Signal(5, name=f"mchunk{k}") for k in range(nsess)]
         name = [Signal(8, name=f"name{k}") for k in range(10)]
         seq = Signal(64)
         count = Signal(16)
@@ -132,6 +135,7 @@ class Session(wiring.Component):
         p1_eq = Signal()
         left = Signal(16)                       # messages after the current one
         match = Signal(nsess)
+        m.d.comb += match.eq(Cat(*(mchunk[k].all() for k in range(nsess))))
         hit = Signal()
         sess = Signal(self.sbits)
         outcome = Signal(range(5))
@@ -149,9 +153,12 @@ class Session(wiring.Component):
         expected = Signal(64)
         sess_enc = Signal(self.sbits)
         hit_enc = Signal()
-        for k in range(nsess):
-            with m.If(match[k]):
-                m.d.comb += [sess_enc.eq(k), hit_enc.eq(1)]
+        # names are distinct: at most one matches (an OR of the matching indices)
+        m.d.comb += [
+            sess_enc.eq(Cat(*(Cat(*(match[k] for k in range(nsess) if k >> b & 1)).any()
+                              for b in range(self.sbits)))),
+            hit_enc.eq(match.any()),
+        ]
         m.d.comb += [exp_rd.addr.eq(sess_enc), exp_wr.addr.eq(sess), exp_wr.data.eq(expected)]
         # sequence comparison, registered (valid a cycle after seq or expected change)
         seq_lt = Signal()
@@ -183,6 +190,13 @@ class Session(wiring.Component):
         def bump(field):
             m.d.sync += cnt[field].eq(cnt[field] + 1)
 
+        # taking the descriptor (the RELEASE state) comes straight from a flip-flop
+        releasing = Signal()
+        m.d.comb += self.i.ready.eq(releasing)
+        # and taking the verdict (the V1 state, or RELEASE for a frame dropped early)
+        vready = Signal()
+        m.d.comb += self.v.ready.eq(vready)
+
         # -- output registers
         out = self.o.payload
         o_data = [Signal(8, name=f"o_data{k}") for k in range(MAX_INBOUND)]
@@ -201,49 +215,53 @@ class Session(wiring.Component):
                 with m.If(self.i.valid):
                     with m.If(self.v.valid & ~self.v.payload.ok):
                         # a dropped frame whose verdict is already in: release it now
-                        m.d.comb += [self.v.ready.eq(1), self.i.ready.eq(1)]
+                        m.d.sync += [vready.eq(1), releasing.eq(1)]
+                        m.next = "RELEASE"
                     with m.Else():
                         m.next = "HEAD"
             with m.State("HEAD"):
-                count_h = be(head[18:20])
-                len0 = be(head[20:22])
+                # the captured head, latched (the slot select fans out to every byte)
                 m.d.sync += [
                     [name[k].eq(head[k]) for k in range(10)],
                     seq.eq(be(head[10:18])),
-                    count.eq(count_h),
-                    mlen.eq(len0),
+                    count.eq(be(head[18:20])),
+                    mlen.eq(be(head[20:22])),
                     [mbuf[k].eq(head[22 + k]) for k in range(MAX_INBOUND)],
-                    c_ffff.eq(count_h == moldudp64.COUNT_END_OF_SESSION),
-                    c_0.eq(count_h == 0),
-                    c_1.eq(count_h == 1),
                     l_lt20.eq(length < HEADER),
                     l_eq20.eq(length == HEADER),
                     l_lt22.eq(length < HEADER + 2),
                     lm2.eq(length - 2),
-                    p1.eq(HEADER + 2 + len0),
                     mpos.eq(HEADER),
                 ]
                 m.next = "D1"
             with m.State("D1"):
-                for k, nm in enumerate(self.names):
-                    raw = nm.encode("latin-1")
-                    assert len(raw) == 10, "session names are padded to 10 bytes"
-                    m.d.sync += match[k].eq(Cat(*name) == Cat(*(Const(b, 8) for b in raw)))
+                # the session name, compared two bytes at a time here, whole in D2
+                m.d.sync += [mchunk[k][c].eq(Cat(name[2 * c], name[2 * c + 1])
+                                             == Cat(Const(raw[2 * c], 8),
+                                                    Const(raw[2 * c + 1], 8)))
+                             for k, raw in enumerate(raws) for c in range(5)]
                 m.d.sync += [
+                    c_ffff.eq(count == moldudp64.COUNT_END_OF_SESSION),
+                    c_0.eq(count == 0),
+                    c_1.eq(count == 1),
+                    p1.eq(HEADER + 2 + mlen),
                     mask.eq(thermometer(mlen)),
-                    p1_gt.eq(p1 > length),
-                    p1_eq.eq(p1 == length),
                     left.eq(count - 1),
-                    wpos.eq(p1),
-                    windex.eq(1),
                 ]
                 m.next = "D2"
             with m.State("D2"):
                 # the expected number is read with the session found here
-                m.d.sync += [sess.eq(sess_enc), hit.eq(hit_enc)]
+                m.d.sync += [
+                    sess.eq(sess_enc), hit.eq(hit_enc),
+                    p1_gt.eq(p1 > length),
+                    p1_eq.eq(p1 == length),
+                    wpos.eq(p1),
+                    windex.eq(1),
+                ]
                 m.next = "D3"
             with m.State("D3"):
                 m.d.sync += expected.eq(Mux(fresh.bit_select(sess, 1), 1, exp_rd.data))
+                m.d.sync += vready.eq(1)
                 m.next = "V1"
                 with m.If(l_lt20):
                     m.d.sync += outcome.eq(TRUNC)
@@ -256,6 +274,7 @@ class Session(wiring.Component):
                 with m.Elif(c_1):
                     m.d.sync += outcome.eq(Mux(p1_eq, Mux(hit, MSGS, UNKNOWN), MALF))
                 with m.Else():
+                    m.d.sync += vready.eq(0)
                     m.next = "W_FLG"
             with m.State("W_FLG"):
                 m.d.sync += [
@@ -266,7 +285,7 @@ class Session(wiring.Component):
                 ]
                 m.next = "W_CHK"
             with m.State("W_CHK"):
-                m.d.sync += raddr.eq(base + wpos)
+                m.d.sync += [raddr.eq(base + wpos), vready.eq(w_over | w_done | ~w_fits)]
                 with m.If(w_over):
                     m.d.sync += outcome.eq(MALF)
                     m.next = "V1"
@@ -287,9 +306,10 @@ class Session(wiring.Component):
                     m.next = "W_FLG"
             with m.State("V1"):
                 # the verdict: nothing of the frame was acted on before it
-                m.d.comb += self.v.ready.eq(1)
                 with m.If(self.v.valid):
+                    m.d.sync += vready.eq(0)
                     with m.If(~self.v.payload.ok):
+                        m.d.sync += releasing.eq(1)
                         m.next = "RELEASE"
                     with m.Elif(outcome == MSGS):
                         m.next = "MDEC"
@@ -303,6 +323,7 @@ class Session(wiring.Component):
                                 bump("drop_unknown_session")
                             with m.Case(HEARTBEAT):
                                 bump("heartbeats")
+                        m.d.sync += releasing.eq(1)
                         m.next = "RELEASE"
             with m.State("MDEC"):
                 # the message in mbuf/mlen/mask against the expected number
@@ -349,10 +370,10 @@ class Session(wiring.Component):
                     m.next = "MDEC"
             with m.State("END"):
                 m.d.comb += exp_wr.en.eq(1)
-                m.d.sync += fresh.eq(fresh & ~(1 << sess))
+                m.d.sync += [fresh.eq(fresh & ~(1 << sess)), releasing.eq(1)]
                 m.next = "RELEASE"
             with m.State("RELEASE"):
-                m.d.comb += self.i.ready.eq(1)
+                m.d.sync += [releasing.eq(0), vready.eq(0)]
                 m.next = "IDLE"
 
         # reads in flight in MREAD, and what their data is when it comes back
