@@ -64,7 +64,7 @@ class ServeOptions:
     feed_interface: str | None = None   # address of the interface for a multicast feed
     fsync: str = "always"
     fsync_interval: float = 0.01
-    engine: str = "reference"
+    engine: str = "software"
     heartbeat_interval: float = 1.0     # server heartbeat after this long without sending
     heartbeat_timeout: float = 15.0     # drop a client silent for this long
     login_timeout: float = 5.0          # drop a connection not logged in after this long
@@ -957,8 +957,8 @@ def add_arguments(p) -> None:
                    help="journal durability (default always; see docs/serve.md)")
     p.add_argument("--fsync-interval-ms", type=float, default=10.0, metavar="MS",
                    help="fsync period of --fsync interval (default 10)")
-    p.add_argument("--engine", default="reference", choices=("reference", "software"),
-                   help="matching core (default reference)")
+    p.add_argument("--engine", default="software", choices=("reference", "software"),
+                   help="matching core (default software: the fast engine)")
     p.add_argument("--default-firm", metavar="FIRM",
                    help="firm of users without one (default: the first configured firm)")
     p.add_argument("--heartbeat-interval", type=float, default=1.0, metavar="S")

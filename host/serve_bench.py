@@ -238,7 +238,7 @@ def _udp_samples(info, n: int, spin: bool, feed: _FeedWatch) -> list:
 
 
 def round_trip(transport: str = "tcp", samples: int = 20_000, warmup: int = 2_000,
-               engine: str = "reference", fsync: str = "none", busy_poll: bool = False,
+               engine: str = "software", fsync: str = "none", busy_poll: bool = False,
                client_spin: bool = False) -> dict:
     """Measure client send -> Accepted received over loopback; see the module docstring.
 
@@ -274,11 +274,25 @@ def round_trip(transport: str = "tcp", samples: int = 20_000, warmup: int = 2_00
 
 # -- the floor: the same loopback round trip to a server that only echoes -------------
 
-def _echo_server(transport: str, spin: bool) -> None:
+_JOURNAL_RECORD = 84          # a journal record of one Enter Order (header 17, session 1, 49 + ...)
+_FEED_PACKET = 58             # a feed packet of one ITCH Add Order (MoldUDP64 20 + 2 + 36)
+
+
+def _echo_server(transport: str, spin: bool, feed_port: int = 0) -> None:
     """Child process: echo every TCP read / UDP datagram back, forever.  It reads into
-    one preallocated buffer, as the venue does."""
+    one preallocated buffer, as the venue does.  With `feed_port` it also does the
+    venue's I/O around each echo: a record appended to a file first, and a datagram of
+    a feed packet's size to 127.0.0.1:feed_port after."""
     buf = bytearray(1 << 16)
     view = memoryview(buf)
+    journal = feed = None
+    if feed_port:
+        fd, path = tempfile.mkstemp(prefix="tickcore-echo-journal-")
+        os.unlink(path)
+        journal = (fd, bytes(_JOURNAL_RECORD))
+        feed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        feed.setblocking(False)
+        feed = (feed.sendto, bytes(_FEED_PACKET), ("127.0.0.1", feed_port))
     if transport == "tcp":
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
@@ -293,7 +307,11 @@ def _echo_server(transport: str, spin: bool) -> None:
             except RuntimeError:                  # the client closed the connection
                 return
             reader.start = reader.end = 0
+            if journal:
+                os.write(*journal)
             conn.sendall(view[:n])
+            if feed:
+                feed[0](feed[1], feed[2])
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)
@@ -306,16 +324,25 @@ def _echo_server(transport: str, spin: bool) -> None:
                 break
             except BlockingIOError:
                 pass
+        if journal:
+            os.write(*journal)
         sock.sendto(view[:n], addr)
+        if feed:
+            feed[0](feed[1], feed[2])
 
 
 def echo_floor(transport: str = "tcp", samples: int = 20_000, warmup: int = 2_000,
-               spin_server: bool = False, client_spin: bool = False) -> dict:
+               spin_server: bool = False, client_spin: bool = False,
+               venue_io: bool = False) -> dict:
     """The loopback round trip of a 67-byte message to a Python echo server, measured
     like `round_trip` (the same client reads): what this machine costs before any venue
-    work is done."""
+    work is done.  `venue_io` adds the I/O the venue cannot skip: the echo server
+    appends a journal-sized record to a file before echoing and sends a feed-sized
+    datagram after, which the client receives before its next sample (as round_trip
+    waits for the feed)."""
+    feed = FeedReceiver() if venue_io else None
     cmd = [sys.executable, "-m", "tickcore.host.serve_bench", "_echo", transport,
-           "spin" if spin_server else "block"]
+           "spin" if spin_server else "block", str(feed.port if feed else 0)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         port = int(proc.stdout.readline())
@@ -326,6 +353,10 @@ def echo_floor(transport: str = "tcp", samples: int = 20_000, warmup: int = 2_00
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.connect(("127.0.0.1", port))
         reader = _Reader(sock, client_spin)
+        feed_reader = None
+        if feed is not None:
+            feed.sock.settimeout(10.0)
+            feed_reader = _Reader(feed.sock)
         payload = bytes(67)
         size = len(payload)
         send, read = sock.send, reader.read
@@ -338,22 +369,35 @@ def echo_floor(transport: str = "tcp", samples: int = 20_000, warmup: int = 2_00
             while reader.end < size:
                 read()
             ns.append(clock() - t0)
+            if feed_reader is not None:
+                feed_reader.start = feed_reader.end = 0
+                feed_reader.read()
         sock.close()
         ns = sorted(ns[warmup:])
         return {"transport": transport, "echo": True, "spin_server": spin_server,
-                "client_spin": client_spin, "samples": len(ns),
+                "client_spin": client_spin, "venue_io": venue_io, "samples": len(ns),
                 "p50_ns": _percentile(ns, 0.50), "p99_ns": _percentile(ns, 0.99),
                 "p999_ns": _percentile(ns, 0.999)}
     finally:
         proc.kill()
         proc.wait()
+        if feed is not None:
+            feed.close()
+
+
+def main() -> None:
+    """`python -m tickcore.host.serve_bench`: for TCP and UDP, one JSON line each for
+    the echo floor, the echo floor with the venue's I/O, and the software engine's round
+    trip with and without --busy-poll."""
+    for t in ("tcp", "udp"):
+        print(json.dumps(echo_floor(t)), flush=True)
+        print(json.dumps(echo_floor(t, venue_io=True)), flush=True)
+        print(json.dumps(round_trip(t, engine="software")), flush=True)
+        print(json.dumps(round_trip(t, engine="software", busy_poll=True)), flush=True)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "_echo":
-        _echo_server(sys.argv[2], sys.argv[3] == "spin")
+    if len(sys.argv) == 5 and sys.argv[1] == "_echo":
+        _echo_server(sys.argv[2], sys.argv[3] == "spin", int(sys.argv[4]))
     else:
-        for t in ("tcp", "udp"):
-            print(json.dumps(echo_floor(t)))
-            print(json.dumps(round_trip(t)))
-            print(json.dumps(round_trip(t, busy_poll=True)))
+        main()

@@ -186,7 +186,9 @@ class PacketBuffer:
     def pending(self) -> int:
         return self._end - self._start
 
-    def get_buffer(self) -> memoryview:
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where the next read goes (asyncio's BufferedProtocol.get_buffer; the size
+        hint is not needed: the buffer always has room for a whole packet)."""
         start, end = self._start, self._end
         if start == end:
             self._start = self._end = 0
