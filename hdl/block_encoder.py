@@ -7,8 +7,9 @@ from the same layout (MoldUDP64 1.00, "Message Block"), sent as beats of
 `width` bytes.  The beats' `length` is the whole block's (2 + message).
 
 The block is converted to its wire bytes when the record is taken and held in
-a register; beat n is selected from it by a registered beat counter, so the
-output's ready only ever moves that counter (no wide shift on `o.ready`).
+a shift register: the beat offered is always its low `width` bytes, and each
+beat taken shifts it by one beat (no beat-select multiplexer between a register
+and the output; the output's ready is a shift enable).
 
 Latency: the first beat is valid 1 cycle after the record is taken.
 Throughput: ceil((2 + size) / width) beats per record and one idle cycle
@@ -52,13 +53,14 @@ class BlockEncoder(wiring.Component):
         is_last = Signal()
 
         m.d.comb += [
-            out.data.eq(blk.word_select(bi, 8 * w)),
+            out.data.eq(blk[:8 * w]),
             out.nbytes.eq(Mux(is_last, last_nbytes, w)),
             out.last.eq(is_last),
             self.i.ready.eq(~self.o.valid),
         ]
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += [bi.eq(bi + 1), is_last.eq(bi + 1 == last_bi), out.first.eq(0)]
+            m.d.sync += [bi.eq(bi + 1), is_last.eq(bi + 1 == last_bi), out.first.eq(0),
+                         blk.eq(blk >> 8 * w)]
             with m.If(is_last):
                 m.d.sync += self.o.valid.eq(0)
         with m.If(self.i.valid & ~self.o.valid):
