@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 from . import wire as w
+from .borrowed import borrow
 from .core import at, find_session, handle
 from .core import core_close as core_close_day
 from .core import core_open as core_open_day
@@ -153,19 +154,23 @@ def flush_message(E, ts):
 
 
 @njit(cache=True)
-def core_message(E, session, ts, b, type_byte):
-    """One decoded message of the right length at b[0:] into the core; its records
+def core_message(engine, session, ts, message, type_byte):
+    """One decoded message of the right length at message[0:] into the core; its records
     stay staged in E.oe_* / E.md_* (the live venue frames them itself)."""
+    E = borrow(engine)
+    b = borrow(message)
     at(E, ts)
     handle(E, session, b, 0, type_byte, E.sc[SC.MODE] == MODE_LOOPBACK)
 
 
 @njit(cache=True)
-def core_message_take(E, session, ts, b, type_byte):
+def core_message_take(engine, session, ts, message, type_byte):
     """core_message, then take what is staged (the live venue's bytes path): returns
     (OUCH records, their bytes, ITCH records, their bytes) staged in E.oe_* / E.md_*
     and empties the staging.  The staged bytes stay in the buffers until the next
     call stages over them: the caller copies them out first."""
+    E = borrow(engine)
+    b = borrow(message)
     at(E, ts)
     handle(E, session, b, 0, type_byte, E.sc[SC.MODE] == MODE_LOOPBACK)
     sc = E.sc
@@ -178,27 +183,31 @@ def core_message_take(E, session, ts, b, type_byte):
 
 
 @njit(cache=True)
-def core_open(E, ts):
+def core_open(engine, ts):
     """Start of day into the staging buffers (nothing in loopback mode)."""
+    E = borrow(engine)
     if E.sc[SC.MODE] != MODE_LOOPBACK:
         core_open_day(E, ts)
 
 
 @njit(cache=True)
-def core_close(E, ts):
+def core_close(engine, ts):
     """End of day into the staging buffers (nothing in loopback mode)."""
+    E = borrow(engine)
     if E.sc[SC.MODE] != MODE_LOOPBACK:
         core_close_day(E, ts)
 
 
 @njit(cache=True)
-def venue_open(E, ts):
+def venue_open(engine, ts):
+    E = borrow(engine)
     core_open(E, ts)
     flush_message(E, ts)
 
 
 @njit(cache=True)
-def venue_close(E, ts):
+def venue_close(engine, ts):
+    E = borrow(engine)
     if E.sc[SC.MODE] != MODE_LOOPBACK:
         core_close_day(E, ts)
         flush_message(E, ts)
@@ -239,9 +248,11 @@ def blocks_fit(b, pp, pl, count):
 
 
 @njit(cache=True)
-def process_frames(E, b, in_off, in_len, in_ts, start, end, reserve):
+def process_frames(engine, buf, in_off, in_len, in_ts, start, end, reserve):
     """Process frames [start, end).  Returns the index of the first frame not
     finished: `end`, or earlier when the output needs draining."""
+    E = borrow(engine)
+    b = borrow(buf)
     loop_mode = E.sc[SC.MODE] == MODE_LOOPBACK
     out_cap = E.out_buf.size
     frames_cap = E.out_off.size

@@ -38,6 +38,8 @@ from tickcore.refmodel.packet import (
 )
 from tickcore.refmodel.packet import HEADERS_SIZE as HEADERS
 
+from .borrowed import register_struct
+
 # -- counters: the refmodel names, one index each --------------------------------
 
 SESSION_DROPS = ("session_truncated", "session_malformed", "unknown_session",
@@ -113,7 +115,7 @@ FIELDS = ([
 Arrays = namedtuple("Arrays", FIELDS)           # the same arrays, for Python code
 
 
-@structref.register
+@register_struct
 class EngineType(types.StructRef):
     def preprocess_fields(self, fields):
         return tuple((name, types.unliteral(typ)) for name, typ in fields)
