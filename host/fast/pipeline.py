@@ -87,10 +87,12 @@ def write_frame(E, ts, dest, seq, count, buf, offs, lens, first, last):
     w.put_u64(o, m + w.F_MOLD_SEQUENCE, seq)
     w.put_u16(o, m + w.F_MOLD_COUNT, count)
     p = m + w.S_MOLD
+    blocks = np.uint64(0)          # sum of the message blocks, in two-byte steps from m
     for i in range(first, last):
         n = lens[i]
         w.put_u16(o, p, n)
-        w.copy_bytes(o, p + 2, buf, offs[i], n)
+        part = np.uint64(n) + w.copy_sum(o, p + 2, buf, offs[i], n)
+        blocks += w.swap16(w.fold16(part)) if (p - m) & 1 else part
         p += 2 + n
     payload = p - m
     udp_len = w.S_UDP + payload
@@ -101,7 +103,7 @@ def write_frame(E, ts, dest, seq, count, buf, offs, lens, first, last):
     w.put_u16(o, q + UDP0 + w.F_UDP_LENGTH, udp_len)
     variable = (E.tpl_udp_sum[dest] + 2 * udp_len + (seq >> 48) + ((seq >> 32) & 0xFFFF)
                 + ((seq >> 16) & 0xFFFF) + (seq & 0xFFFF) + count)
-    csum = ~w.ones_sum(o, m + w.S_MOLD, payload - w.S_MOLD, variable) & 0xFFFF
+    csum = ~np.int64(w.fold16(blocks + np.uint64(variable))) & 0xFFFF
     w.put_u16(o, q + UDP0 + w.F_UDP_CHECKSUM, csum if csum != 0 else 0xFFFF)
     size = p - q
     while size < MIN_FRAME:

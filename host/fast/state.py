@@ -80,6 +80,7 @@ STP_NONE, STP_NEWEST, STP_OLDEST, STP_BOTH = (STP_MODES.index(m) for m in STP_MO
 NIL = -1
 MAX_OE_MESSAGE = 80            # the longest message either stream carries (Replaced)
 FRAME_OVERHEAD = 42 + 20 + 2 + 18   # headers, MoldUDP64 header, block length, padding slack
+COPY_SLACK = 8                 # staged records are copied out in whole 8-byte words
 
 FIELDS = ([
     # configuration
@@ -248,9 +249,9 @@ def new_engine(cfg, mode: str, out_bytes: int, lat_samples: int = 0):
         session_killed=np.zeros(n_sess, np.bool_), rate_window=np.full(n_sess, -1, np.int64),
         rate_count=np.zeros(n_sess, np.int64), expected_seq=np.ones(n_sess, np.int64),
         oe_seq=np.ones(n_sess, np.int64),
-        oe_buf=np.zeros(m * MAX_OE_MESSAGE, u8), oe_off=np.zeros(m, np.int64),
+        oe_buf=np.zeros(m * MAX_OE_MESSAGE + COPY_SLACK, u8), oe_off=np.zeros(m, np.int64),
         oe_len=np.zeros(m, np.int64), oe_sess=np.zeros(m, np.int64),
-        md_buf=np.zeros(m * MAX_OE_MESSAGE, u8), md_off=np.zeros(m, np.int64),
+        md_buf=np.zeros(m * MAX_OE_MESSAGE + COPY_SLACK, u8), md_off=np.zeros(m, np.int64),
         md_len=np.zeros(m, np.int64),
         out_buf=np.zeros(out_bytes, u8), out_off=np.zeros(frames, np.int64),
         out_len=np.zeros(frames, np.int64), out_ts=np.zeros(frames, np.int64),

@@ -183,6 +183,36 @@ def ones_sum(b, p, n, initial):
     return np.int64(fold16(s + np.uint64(initial)))
 
 
+@njit(cache=True, inline="always")
+def swap16(s):
+    """A 16-bit ones' complement sum as if its bytes sat one position later."""
+    return ((s & np.uint64(0xFF)) << np.uint64(8)) | (s >> np.uint64(8))
+
+
+@njit(cache=True, inline="always")
+def copy_sum(dst, dp, src, sp, n):
+    """Copy src[sp:sp+n] to dst[dp:] eight bytes at a time and return the 16-bit
+    ones' complement sum of those bytes (src[sp] at an even position), as
+    ones_sum does.  Both buffers need 7 bytes of slack after the n: the last
+    word is read and written whole (the bytes past n are masked out of the
+    sum; the caller overwrites or never emits those it writes).  Summing the
+    words as they pass avoids reading the frame back just after writing it,
+    which stalls on store forwarding."""
+    s = np.uint64(0)
+    i = 0
+    while i + 8 <= n:
+        v = load_u64_le(src, sp + i)
+        store_u64_le(dst, dp + i, v)
+        s += (v & np.uint64(0xFFFFFFFF)) + (v >> np.uint64(32))
+        i += 8
+    if i < n:
+        v = load_u64_le(src, sp + i)
+        store_u64_le(dst, dp + i, v)
+        v &= (np.uint64(1) << np.uint64(8 * (n - i))) - np.uint64(1)
+        s += (v & np.uint64(0xFFFFFFFF)) + (v >> np.uint64(32))
+    return swap16(fold16(s))
+
+
 def crc32_tables() -> np.ndarray:
     """Slicing-by-8 tables of CRC-32 (IEEE 802.3, reflected 0xEDB88320)."""
     tables = np.zeros((8, 256), np.uint32)
