@@ -28,6 +28,7 @@ MIN_FRAME = 60
 IP0 = w.S_ETH                       # IPv4 header offset in a frame
 UDP0 = w.S_ETH + w.S_IP             # UDP header offset
 PAY0 = w.HEADERS                    # UDP payload offset
+AHEAD = 4                           # frames ahead to prefetch
 
 
 @njit(cache=True)
@@ -260,6 +261,12 @@ def process_frames(engine, buf, in_off, in_len, in_ts, start, end, reserve):
     frames_cap = E.out_off.size
     f = start
     while f < end:
+        if f + AHEAD < end:                   # the frame AHEAD on, and its index entries
+            w.prefetch(in_off, f + 2 * AHEAD)
+            w.prefetch(in_len, f + 2 * AHEAD)
+            w.prefetch(in_ts, f + 2 * AHEAD)
+            w.prefetch(b, in_off[f + AHEAD])
+            w.prefetch(b, in_off[f + AHEAD] + 64)
         off, n, ts = in_off[f], in_len[f], in_ts[f]
         resume = E.sc[SC.RESUME_MSG]          # 1 + the message to resume at, or 0
         if resume == 0:

@@ -98,6 +98,21 @@ def copy_bytes(typingctx, dst, dp, src, sp, n):
     return types.void(dst, dp, src, sp, n), codegen
 
 
+@intrinsic
+def prefetch(typingctx, arr, pos):
+    """A hint to bring the cache line holding arr[pos] in (llvm.prefetch: a read,
+    high locality); never faults, whatever the address."""
+    def codegen(context, builder, sig, args):
+        a = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = builder.bitcast(builder.gep(a.data, [args[1]]), ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.void(arr, pos), codegen
+
+
 @njit(cache=True, inline="always")
 def get_u64(b, p):
     """Unsigned 64-bit big-endian, as uint64 (keys and token halves)."""
