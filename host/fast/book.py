@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from .state import NIL, SC, V
-from .wire import crc32_token
+from .wire import crc32_token, prefetch
 
 BUY, SELL = 0, 1
 
@@ -165,6 +165,17 @@ def walk_symbol(E, sym, n):
 @njit(cache=True, inline="always")
 def tm_bucket(E, session, hi, lo):
     return np.int64(crc32_token(session, hi, lo)) & (E.venue[V.BUCKETS] - 1)
+
+
+@njit(cache=True, inline="always")
+def tm_prefetch(E, b):
+    """Start loading bucket b's ways: a random bucket, so usually a cache miss,
+    which the checks made before the lookup can then overlap."""
+    i = b * E.venue[V.WAYS]
+    prefetch(E.tm_slot, i)
+    prefetch(E.tm_hi, i)
+    prefetch(E.tm_lo, i)
+    prefetch(E.tm_session, i)
 
 
 @njit(cache=True, inline="always")

@@ -31,6 +31,7 @@ from .book import (
     tm_has_room,
     tm_insert,
     tm_lookup,
+    tm_prefetch,
     walk_symbol,
 )
 from .state import NIL, SC, STP_NEWEST, STP_NONE, STP_OLDEST, C, V
@@ -512,6 +513,8 @@ def enter(E, s, b, p):
     E.counters[C.MSG_ENTER] += 1
     hi = w.get_u64(b, p + w.F_ENTER_TOKEN)
     lo = w.get_u64(b, p + w.F_ENTER_TOKEN + 6) & MASK48
+    bucket = tm_bucket(E, s, hi, lo)
+    tm_prefetch(E, bucket)
     reason = validate_enter(b, p)
     side_code = b[p + w.F_ENTER_SIDE]
     shares = w.get_u32(b, p + w.F_ENTER_SHARES)
@@ -559,7 +562,7 @@ def enter(E, s, b, p):
         o.iso = b[p + w.F_ENTER_ISO]
         o.min_qty = w.get_u32(b, p + w.F_ENTER_MIN_QTY)
         o.ioc = market or tif == TIF_IOC
-        o.bucket = tm_bucket(E, s, hi, lo)
+        o.bucket = bucket
         reason = entry_checks(E, o)
     if reason != 0:
         send_rejected(E, s, hi, lo, reason)
@@ -626,8 +629,9 @@ def replace(E, s, b, p):
     price = w.get_u32(b, p + w.F_REPLACE_PRICE)
     tif = w.get_u32(b, p + w.F_REPLACE_TIF)
     display = b[p + w.F_REPLACE_DISPLAY]
-    reason = validate_replace(b, p)
     old_bucket = tm_bucket(E, s, old_hi, old_lo)
+    tm_prefetch(E, old_bucket)
+    reason = validate_replace(b, p)
     slot = tm_lookup(E, old_bucket, s, old_hi, old_lo)
     if reason == 0 and slot == NIL:
         reason = REJ_UNKNOWN

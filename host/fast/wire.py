@@ -244,26 +244,27 @@ def crc32_tables() -> np.ndarray:
 
 
 CRC_TABLES = crc32_tables()
-CRC_TABLE = CRC_TABLES[0]
 
 
 @njit(cache=True, inline="always")
 def crc32_token(session, tok_hi, tok_lo):
-    """zlib.crc32 of [session byte, 14 token bytes] (refmodel/tokenmap.py); the
-    first eight token bytes in one slicing-by-8 step."""
-    c = np.uint32(0xFFFFFFFF)
-    c = CRC_TABLE[(c ^ np.uint32(session & 0xFF)) & np.uint32(0xFF)] ^ (c >> np.uint32(8))
-    le = bswap64(tok_hi)                           # token bytes 0-7, byte 0 lowest
-    one = np.uint32(le & np.uint64(0xFFFFFFFF)) ^ c
-    two = np.uint32(le >> np.uint64(32))
-    m = np.uint32(0xFF)
-    c = (CRC_TABLES[7, one & m] ^ CRC_TABLES[6, (one >> np.uint32(8)) & m]
-         ^ CRC_TABLES[5, (one >> np.uint32(16)) & m] ^ CRC_TABLES[4, one >> np.uint32(24)]
-         ^ CRC_TABLES[3, two & m] ^ CRC_TABLES[2, (two >> np.uint32(8)) & m]
-         ^ CRC_TABLES[1, (two >> np.uint32(16)) & m] ^ CRC_TABLES[0, two >> np.uint32(24)])
-    for i in range(6):
-        byte = np.uint32((tok_lo >> np.uint64(8 * (5 - i))) & np.uint64(0xFF))
-        c = CRC_TABLE[(c ^ byte) & np.uint32(0xFF)] ^ (c >> np.uint32(8))
+    """zlib.crc32 of [session byte, 14 token bytes] (refmodel/tokenmap.py) in two
+    slicing steps: [session, token bytes 0-6] with the tables for 8 bytes, then
+    token bytes 7-13 with those for 7 (byte i of a k-byte step looks up table
+    k-1-i), so the fifteen lookups form two dependent rounds, not eight."""
+    m = np.uint64(0xFF)
+    first = (bswap64(tok_hi) << np.uint64(8)) | np.uint64(session & 0xFF)
+    x = first ^ np.uint64(0xFFFFFFFF)
+    c = (CRC_TABLES[7, x & m] ^ CRC_TABLES[6, (x >> np.uint64(8)) & m]
+         ^ CRC_TABLES[5, (x >> np.uint64(16)) & m] ^ CRC_TABLES[4, (x >> np.uint64(24)) & m]
+         ^ CRC_TABLES[3, (x >> np.uint64(32)) & m] ^ CRC_TABLES[2, (x >> np.uint64(40)) & m]
+         ^ CRC_TABLES[1, (x >> np.uint64(48)) & m] ^ CRC_TABLES[0, x >> np.uint64(56)])
+    second = (tok_hi & m) | ((bswap64(tok_lo) >> np.uint64(16)) << np.uint64(8))
+    x = second ^ np.uint64(c)
+    c = (CRC_TABLES[6, x & m] ^ CRC_TABLES[5, (x >> np.uint64(8)) & m]
+         ^ CRC_TABLES[4, (x >> np.uint64(16)) & m] ^ CRC_TABLES[3, (x >> np.uint64(24)) & m]
+         ^ CRC_TABLES[2, (x >> np.uint64(32)) & m] ^ CRC_TABLES[1, (x >> np.uint64(40)) & m]
+         ^ CRC_TABLES[0, (x >> np.uint64(48)) & m])
     return c ^ np.uint32(0xFFFFFFFF)
 
 
