@@ -186,21 +186,8 @@ class Ingress(wiring.Component):
         hdr = [Signal(8, name=f"hdr{k}") for k in range(HDR)]
         total = Signal(16)
         m.d.comb += total.eq(Cat(hdr[17], hdr[16]))
-        # bytes of the datagram from this beat on (total - prel).  Registered when the
-        # beat holding byte 42 comes at least three beats after the one holding byte
-        # 17 (1 and 8 bytes wide): it is then computed a cycle ahead from the next
-        # beat's prel, with a total that is a cycle old (hdr is written a cycle after
-        # its beat, so the total is in place two cycles after byte 17's beat)
-        d = Signal(range(-(1 << 18), 1 << 17))
-        if HDR // w - (IP_OFF + 3) // w >= 3:
-            with m.If(take & beat.last):
-                m.d.sync += d.eq(total + IP_OFF)
-            with m.Elif(take & ~pos[17]):
-                m.d.sync += d.eq(total - prel - w)
-            with m.Else():
-                m.d.sync += d.eq(total - prel)
-        else:
-            m.d.comb += d.eq(total - prel)
+        d = Signal(range(-(1 << 18), 1 << 17))   # bytes of the datagram from this beat on
+        m.d.comb += d.eq(total - prel)
         lb = ceil_log2(w)
         d_big = (d >= w)
         lane_ok = [Signal(name=f"lane_ok{j}") for j in range(w)]
