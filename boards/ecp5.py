@@ -132,8 +132,6 @@ def main(argv=None) -> int:
                    build_dir=str(build_dir), do_program=False,
                    nextpnr_opts=f"--report {name}.report.json --seed {args.seed} "
                                 "--timing-allow-fail",
-                   # abc9 trips an assertion in this Yosys (ABC_OPS_REINTEGRATE)
-                   synth_opts="-noabc9",
                    verbose=False)
     took = time.monotonic() - t0
     r = report(build_dir, name)
