@@ -365,14 +365,22 @@ class Ouch5Session:
             return DISPLAY_POST_ONLY_42.get(display, INVALID_DISPLAY_42)
         return display
 
-    def _enter(self, tod, m, opts):
+    def _admit(self, tod, m, opts):
+        """An Enter or Replace's new UserRefNum and time in force checked: (its OUCH
+        4.2 time in force, None) with the order recorded, or (None, the reply)."""
         reply = self._new_ref(tod, m.user_ref_num, m.cl_ord_id, opts, m.quantity)
         if reply is not None:
-            return None, [reply], None
+            return None, reply
         tif = TIF_TO_42.get(m.tif)
         if tif is None:
-            return None, [self._reject_now(tod, m.user_ref_num, Reason.OTHER, m.cl_ord_id)], None
+            return None, self._reject_now(tod, m.user_ref_num, Reason.OTHER, m.cl_ord_id)
         self.orders[m.user_ref_num] = [m.cl_ord_id, 0]
+        return tif, None
+
+    def _enter(self, tod, m, opts):
+        tif, reply = self._admit(tod, m, opts)
+        if reply is not None:
+            return None, [reply], None
         rec = ouch.ENTER_ORDER.record(
             token=token_of(m.user_ref_num), side=m.side, shares=m.quantity,
             stock=m.symbol[:8] if m.symbol[8:].strip(" ") == "" else "?" * 8,
@@ -383,13 +391,9 @@ class Ouch5Session:
         return rec, [], None
 
     def _replace(self, tod, m, opts):
-        reply = self._new_ref(tod, m.user_ref_num, m.cl_ord_id, opts, m.quantity)
+        tif, reply = self._admit(tod, m, opts)
         if reply is not None:
             return None, [reply], None
-        tif = TIF_TO_42.get(m.tif)
-        if tif is None:
-            return None, [self._reject_now(tod, m.user_ref_num, Reason.OTHER, m.cl_ord_id)], None
-        self.orders[m.user_ref_num] = [m.cl_ord_id, 0]
         rec = ouch.REPLACE_ORDER.record(
             existing_token=token_of(m.orig_user_ref_num),
             replacement_token=token_of(m.user_ref_num), shares=m.quantity,
