@@ -51,6 +51,7 @@ from amaranth.utils import ceil_log2
 
 from tickcore.refmodel import packet
 
+from .adder_tree import adder_tree
 from .bytebuffer import ByteBuffer
 from .layouts import HEAD_BYTES, counters_layout, frame_beat, frame_desc, slot_shape
 
@@ -77,15 +78,6 @@ def read_signature(addr_bits: int, width: int, slots: int) -> wiring.Signature:
 
 def verdict_layout() -> data.StructLayout:
     return data.StructLayout({"ok": 1})
-
-
-def beat_sum(words):
-    """Sum of a few 16-bit words (an adder tree)."""
-    values = list(words)
-    while len(values) > 1:
-        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
-                  for i in range(0, len(values), 2)]
-    return values[0]
 
 
 def fold_acc(acc, add, first):
@@ -270,8 +262,8 @@ class Ingress(wiring.Component):
         bs_udp = Signal(19)
         m.d.sync += [
             s2_take.eq(s_take), s2_first.eq(s_first),
-            bs_ip.eq(beat_sum(words(s_ipm))),
-            bs_udp.eq(beat_sum(words(s_udpm))),
+            bs_ip.eq(adder_tree(words(s_ipm))),
+            bs_udp.eq(adder_tree(words(s_udpm))),
         ]
         n = Signal(17)                          # frame length (saturating at 0x1FFFF)
         with m.If(s_take & s_last):

@@ -43,20 +43,13 @@ from amaranth.utils import ceil_log2
 from tickcore.refmodel import moldudp64
 from tickcore.refmodel.packet import HEADERS_SIZE
 
+from .adder_tree import adder_tree
 from .bytebuffer import ByteBuffer
 from .layouts import block_beat, packet_beat
 
 MOLD = moldudp64.HEADER.size              # 20
 PAYLOAD_OFF = HEADERS_SIZE                # 42
 BLOCKS_OFF = PAYLOAD_OFF + MOLD           # 62
-
-
-def tree_sum(values):
-    values = list(values)
-    while len(values) > 1:
-        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
-                  for i in range(0, len(values), 2)]
-    return values[0]
 
 
 def tree_or(values):
@@ -178,8 +171,8 @@ class Packetizer(wiring.Component):
         s2_par = Signal()
         s2_open = Signal()
         m.d.sync += [
-            even.eq(tree_sum(wr_data[j] for j in range(0, w, 2))),
-            odd.eq(tree_sum(wr_data[j] for j in range(1, w, 2)) if w > 1 else 0),
+            even.eq(adder_tree(wr_data[j] for j in range(0, w, 2))),
+            odd.eq(adder_tree(wr_data[j] for j in range(1, w, 2)) if w > 1 else 0),
             s2_en.eq(wr_en), s2_par.eq(wr_par), s2_open.eq(wr_open),
         ]
         acc_hi = Signal(20)
