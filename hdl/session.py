@@ -366,9 +366,6 @@ class Session(wiring.Component):
                 with m.If(issue):
                     m.d.sync += [raddr.eq(raddr + rw), ci.eq(ci + 1)]
                 m.d.sync += got_len_q.eq(got_len)
-                # the byte mask from the registered length (a cycle after it comes
-                # back; MDEC is at least two cycles after it, by got_len_q)
-                m.d.sync += mask.eq(thermometer(mlen))
                 with m.If(got_len_q & (ci >= nlim) & (fl_valid == 0)):
                     m.next = "MDEC"
             with m.State("END"):
@@ -395,6 +392,7 @@ class Session(wiring.Component):
                     clipped = Mux(rlen > MAX_INBOUND, MAX_INBOUND, rlen)
                     m.d.sync += [
                         mlen.eq(rlen),
+                        mask.eq(thermometer(rlen)),
                         nlim.eq((clipped + 2 + rw - 1) >> ceil_log2(rw) if rw > 1
                                 else clipped + 2),
                         got_len.eq(1),
