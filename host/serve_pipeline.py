@@ -82,31 +82,18 @@ def inbound_drop(raw) -> str | None:
 
 
 def parse_packet(payload):
-    """refmodel moldudp64.parse_packet with the header read by one struct: (session
-    name, sequence, count, [message bytes]), or None when the blocks do not exactly
-    fill the payload (end-of-session packets carry no blocks)."""
+    """refmodel moldudp64.parse_packet with the header read by one struct (the blocks
+    by moldudp64.split_blocks): (session name, sequence, count, [message bytes]), or
+    None when the blocks do not exactly fill the payload (end-of-session packets carry
+    no blocks)."""
     if len(payload) < _PACKET_HEAD.size:
         return None
     name, sequence, count = _PACKET_HEAD.unpack_from(payload)
     session = name.decode("latin-1")
     if count == moldudp64.COUNT_END_OF_SESSION:
         return (session, sequence, count, []) if len(payload) == _PACKET_HEAD.size else None
-    messages = []
-    pos = _PACKET_HEAD.size
-    end = len(payload)
-    unpack = _BLOCK.unpack_from
-    for _ in range(count):
-        if pos + 2 > end:
-            return None
-        (length,) = unpack(payload, pos)
-        pos += 2
-        if pos + length > end:
-            return None
-        messages.append(payload[pos:pos + length])
-        pos += length
-    if pos != end:
-        return None
-    return session, sequence, count, messages
+    messages = moldudp64.split_blocks(payload, _PACKET_HEAD.size, count)
+    return None if messages is None else (session, sequence, count, messages)
 
 
 class MoldFramer:

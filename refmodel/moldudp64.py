@@ -45,10 +45,16 @@ def parse_packet(payload: bytes):
     header = HEADER.unpack(payload)
     if header.count == COUNT_END_OF_SESSION:
         return (header, []) if len(payload) == HEADER.size else None
+    messages = split_blocks(payload, HEADER.size, header.count)
+    return None if messages is None else (header, messages)
+
+
+def split_blocks(payload: bytes, pos: int, count: int):
+    """The `count` message blocks from `pos` on, as [message bytes], or None unless
+    they exactly fill the rest of the payload."""
     messages = []
-    pos = HEADER.size
     end = len(payload)
-    for _ in range(header.count):
+    for _ in range(count):
         if pos + 2 > end:
             return None
         (length,) = BLOCK_LENGTH.unpack_from(payload, pos)
@@ -57,9 +63,7 @@ def parse_packet(payload: bytes):
             return None
         messages.append(payload[pos:pos + length])
         pos += length
-    if pos != end:
-        return None
-    return header, messages
+    return messages if pos == end else None
 
 
 class Packetizer:
